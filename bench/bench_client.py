@@ -1,0 +1,463 @@
+"""Client throughput: meshkit's default stack against raw aiohttp and blacksmith.
+
+All contenders call one local nginx (one worker, 127.0.0.1, a 1 KB body from memory)
+in the same process and on the same event loop (uvloop when installed):
+
+- raw aiohttp: one pooled `ClientSession`, `async with session.get(url) as r: await r.read()`;
+  the baseline every ratio is taken against.
+- meshkit x1 / x3: `MeshClient.static(...)` with its default stack (discovery, deadline,
+  retry, balancer, breaker, outlier, load) over one instance, and over three (three
+  listen ports of the same nginx worker, so the server's capacity is the same).
+- blacksmith: its async client with static discovery, its default transport and its
+  circuit breaker middleware (blacksmith has no retries). Its default transport opens a
+  new httpx client (and connection) per request, so "blacksmith pooled" also runs it
+  over one shared httpx client, to compare the stacks and not only the pooling.
+
+Shared machines are noisy, so each concurrency level runs several rounds alternating
+the contenders (the order rotates each round) and keeps each one's median. Every
+loop is bounded by time. Run: `.venv/bin/python bench/bench_client.py [--quick] [--json]`;
+`--profile` runs only meshkit under cProfile and prints where its time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import io
+import json
+import pstats
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import version
+from typing import Any, cast
+
+import aiohttp
+
+from _nginx import LocalNginx
+from _stats import RoundResult, Summary, format_table, ratio
+
+SERVICE = "bench"
+MESHKIT_TARGET = 0.85  # meshkit req/s >= 0.85 x raw aiohttp req/s
+
+
+@dataclass
+class Contender:
+    """One way of making the same request, with setup and teardown around the timed calls."""
+
+    name: str
+    note: str
+    start: Callable[[], Awaitable[None]]
+    call: Callable[[], Awaitable[bool]]
+    close: Callable[[], Awaitable[None]]
+    rounds: dict[int, list[RoundResult]] = field(default_factory=dict)
+    error: str | None = None
+    available: bool = True
+
+
+# ---- contenders ---------------------------------------------------------------------------------
+
+
+def raw_aiohttp(nginx: LocalNginx, concurrency: int) -> Contender:
+    url = nginx.urls[0]
+    state: dict[str, aiohttp.ClientSession] = {}
+
+    async def start() -> None:
+        state["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=max(100, concurrency)))
+        async with state["session"].get(url) as r:
+            body = await r.read()
+        if body != nginx.body:
+            raise RuntimeError(f"raw aiohttp: unexpected body of {len(body)} bytes")
+
+    async def call() -> bool:
+        async with state["session"].get(url) as r:
+            await r.read()
+            return r.status == 200
+
+    async def close() -> None:
+        await state["session"].close()
+
+    return Contender("raw aiohttp", "pooled ClientSession, baseline", start, call, close)
+
+
+def meshkit_client(nginx: LocalNginx, instances: int) -> Contender:
+    from meshkit import Request
+    from meshkit.client import MeshClient
+
+    addresses = nginx.addresses[:instances]
+    client = MeshClient.static({SERVICE: addresses})
+    ports = {port for _, port in addresses}
+
+    async def start() -> None:
+        seen: set[int] = set()
+        for _ in range(8 * instances):
+            resp = await client.call(Request("GET", "/", service=SERVICE))
+            if resp.status != 200 or resp.body != nginx.body or resp.instance is None:
+                raise RuntimeError(f"meshkit: unexpected response {resp.status}, {len(resp.body)} bytes")
+            seen.add(resp.instance.port)
+        if not seen <= ports:
+            raise RuntimeError(f"meshkit: answered from ports {seen}, expected some of {ports}")
+
+    async def call() -> bool:
+        resp = await client.call(Request("GET", "/", service=SERVICE))
+        return resp.status == 200
+
+    note = f"default stack, {instances} instance{'s' if instances > 1 else ''}"
+    return Contender(f"meshkit x{instances}", note, start, call, client.aclose)
+
+
+BLACKSMITH_MIDDLEWARES = "AsyncCircuitBreakerMiddleware(threshold=5, ttl=30) (no retries in blacksmith)"
+
+
+def blacksmith_client(nginx: LocalNginx, pooled: bool) -> Contender:
+    import blacksmith
+    import httpx
+    from blacksmith.domain.model.http import HTTPRawResponse
+    from blacksmith.service._async.adapters.httpx import AsyncHttpxTransport, build_headers
+    from blacksmith.service.http_body_serializer import serialize_response
+
+    class Root(blacksmith.Request):
+        """GET / takes no parameters."""
+
+    blacksmith.register(SERVICE, "root", SERVICE, None, path="/", contract={"GET": (Root, None)})
+
+    class PooledHttpxTransport(AsyncHttpxTransport):
+        """blacksmith's httpx transport over one shared httpx client instead of one per request."""
+
+        def __init__(self) -> None:
+            super().__init__(verify_certificate=False)
+            self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=None))
+
+        async def __call__(self, req: Any, client_name: Any, path: Any, timeout: Any) -> Any:  # noqa: ASYNC109
+            r = await self.client.request(
+                req.method,
+                req.url,
+                params=req.querystring,
+                headers=build_headers(req),
+                content=req.body,
+                timeout=httpx.Timeout(timeout.read, connect=timeout.connect),
+            )
+            resp = serialize_response(cast(HTTPRawResponse, r))
+            if not r.is_success:
+                raise blacksmith.HTTPError(f"{client_name} {req.method} {path} {r.status_code}", req, resp)
+            return resp
+
+    transport = PooledHttpxTransport() if pooled else None
+    sd = blacksmith.AsyncStaticDiscovery({(SERVICE, None): f"http://127.0.0.1:{nginx.ports[0]}"})
+    factory: blacksmith.AsyncClientFactory[Any] = blacksmith.AsyncClientFactory(sd, transport=transport)
+    factory.add_middleware(blacksmith.AsyncCircuitBreakerMiddleware(threshold=5, ttl=30))
+
+    async def start() -> None:
+        await factory.initialize()
+        api = await factory(SERVICE)
+        box = await api.root.get({})
+        resp = box.raw_result.unwrap()
+        if resp.status_code != 200 or int(resp.headers.get("content-length", -1)) != len(nginx.body):
+            raise RuntimeError(f"blacksmith: unexpected response {resp.status_code}")
+
+    async def call() -> bool:
+        api = await factory(SERVICE)  # discovery per call, as meshkit resolves per call
+        box = await api.root.get({})
+        return bool(box.is_ok())
+
+    async def close() -> None:
+        if isinstance(transport, PooledHttpxTransport):
+            await transport.client.aclose()
+
+    if pooled:
+        return Contender("blacksmith pooled", "breaker; one shared httpx client", start, call, close)
+    return Contender("blacksmith", "breaker; default transport (httpx client per call)", start, call, close)
+
+
+# ---- measuring ----------------------------------------------------------------------------------
+
+
+async def run_round(contender: Contender, concurrency: int, seconds: float) -> RoundResult:
+    """`concurrency` workers calling back to back until `seconds` have passed."""
+    latencies: list[float] = []
+    errors = 0
+    first_error: list[str] = []
+    clock = time.perf_counter
+    call = contender.call
+    end = clock() + seconds
+
+    async def worker() -> None:
+        nonlocal errors
+        while True:
+            t0 = clock()
+            if t0 >= end:
+                return
+            try:
+                ok = await call()
+            except Exception as exc:
+                ok = False
+                if not first_error:
+                    first_error.append(f"{type(exc).__name__}: {exc}")
+            if ok:
+                latencies.append(clock() - t0)
+            else:
+                errors += 1
+
+    gc.collect()
+    started = clock()
+    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), seconds + 60)
+    result = RoundResult.of(latencies, errors, clock() - started)
+    if errors and contender.error is None:
+        contender.error = first_error[0] if first_error else "status not 200"
+    return result
+
+
+def build_contenders(nginx: LocalNginx, concurrency: int, skip: Sequence[str]) -> list[Contender]:
+    factories: list[tuple[str, Callable[[], Contender]]] = [
+        ("raw aiohttp", lambda: raw_aiohttp(nginx, concurrency)),
+        ("meshkit x1", lambda: meshkit_client(nginx, 1)),
+        ("meshkit x3", lambda: meshkit_client(nginx, 3)),
+        ("blacksmith", lambda: blacksmith_client(nginx, pooled=False)),
+        ("blacksmith pooled", lambda: blacksmith_client(nginx, pooled=True)),
+    ]
+    contenders: list[Contender] = []
+    for name, make in factories:
+        if name in skip:
+            continue
+        try:
+            contenders.append(make())
+        except Exception as exc:  # a contender that cannot even be built is reported, never faked
+            contenders.append(_unavailable(name, exc))
+    return contenders
+
+
+def _unavailable(name: str, exc: BaseException) -> Contender:
+    async def fail() -> None:
+        raise RuntimeError(f"{type(exc).__name__}: {exc}")
+
+    async def never() -> bool:
+        return False
+
+    async def nothing() -> None:
+        return None
+
+    contender = Contender(name, "unavailable", fail, never, nothing, available=False)
+    contender.error = f"{type(exc).__name__}: {exc}"
+    return contender
+
+
+async def measure_level(
+    nginx: LocalNginx, concurrency: int, rounds: int, seconds: float, warmup: float, skip: Sequence[str]
+) -> list[Contender]:
+    contenders = build_contenders(nginx, concurrency, skip)
+    live: list[Contender] = []
+    for contender in contenders:
+        if not contender.available:
+            continue
+        try:
+            await contender.start()
+            await run_round(contender, concurrency, warmup)
+            contender.error = None  # warm-up errors (if any) are not the measurement's
+            live.append(contender)
+        except Exception as exc:
+            contender.error = f"{type(exc).__name__}: {exc}"
+            contender.note = "failed to start"
+            traceback.print_exc(file=sys.stderr)
+    for index in range(rounds):
+        shift = index % max(1, len(live))
+        for contender in live[shift:] + live[:shift]:  # rotate so no one always goes first
+            result = await run_round(contender, concurrency, seconds)
+            contender.rounds.setdefault(concurrency, []).append(result)
+    for contender in contenders:
+        try:
+            await contender.close()
+        except Exception as exc:
+            print(f"closing {contender.name}: {exc}", file=sys.stderr)
+    return contenders
+
+
+# ---- reporting ----------------------------------------------------------------------------------
+
+
+def summarize(contenders: Sequence[Contender], concurrency: int) -> dict[str, dict[str, Any]]:
+    summaries = {c.name: Summary.of(c.rounds[concurrency]) for c in contenders if c.rounds.get(concurrency)}
+    base = summaries.get("raw aiohttp")
+    out: dict[str, dict[str, Any]] = {}
+    for c in contenders:
+        s = summaries.get(c.name)
+        row: dict[str, Any] = {"note": c.note, "error": c.error}
+        if s is not None:
+            row |= s.as_dict()
+            row["ratio"] = ratio(s.rps, base.rps) if base else None
+            if base and s.rps > 0 and base.rps > 0:
+                # at c=1 the extra latency per request; at c=32, with the client CPU-bound, its extra CPU
+                row["extra_us_per_request"] = (1 / s.rps - 1 / base.rps) * 1e6
+        out[c.name] = row
+    return out
+
+
+def targets(levels: dict[int, dict[str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    checks: list[dict[str, Any]] = []
+    for concurrency, rows in levels.items():
+        for mesh in ("meshkit x1", "meshkit x3"):
+            m = rows.get(mesh, {})
+            r = m.get("ratio")
+            checks.append(
+                {
+                    "concurrency": concurrency,
+                    "check": f"{mesh}/raw >= {MESHKIT_TARGET}",
+                    "value": r,
+                    "holds": None if r is None else r >= MESHKIT_TARGET,
+                }
+            )
+            b = rows.get("blacksmith", {})
+            if "rps" in m and "rps" in b:
+                value, holds = ratio(m["rps"], b["rps"]), m["rps"] > b["rps"]
+            else:
+                value, holds = None, None
+            checks.append(
+                {"concurrency": concurrency, "check": f"{mesh} > blacksmith", "value": value, "holds": holds}
+            )
+    return checks
+
+
+def print_report(
+    meta: dict[str, Any], levels: dict[int, dict[str, dict[str, Any]]], checks: list[dict[str, Any]]
+) -> None:
+    print(
+        f"client throughput vs local nginx ({meta['body_bytes']} B body), loop: {meta['loop']}, "
+        f"{meta['rounds']} rounds x {meta['seconds']} s per contender and level, median per contender"
+    )
+    print(f"blacksmith {meta['blacksmith']}: {meta['blacksmith_middlewares']}")
+    for concurrency, rows in levels.items():
+        print(f"\nconcurrency {concurrency}")
+        table = []
+        for name, row in rows.items():
+            if "rps" in row:
+                extra = row.get("extra_us_per_request")
+                extra_cell = "-" if extra is None else f"{extra:+.0f}"
+                cells = [row["rps"], row["p50_ms"], row["p99_ms"], row["ratio"], extra_cell, row["errors"]]
+                table.append([name, *cells, row["note"]])
+            else:
+                table.append([name, "-", "-", "-", "-", "-", "-", f"{row['note']}: {row['error']}"])
+        headers = ["contender", "req/s", "p50 ms", "p99 ms", "x raw", "+us/req", "errors", "notes"]
+        print(format_table(headers, table))
+        spread = ", ".join(f"{n} {row['rounds']}" for n, row in rows.items() if "rounds" in row)
+        print(f"req/s per round: {spread}")
+        for name, row in rows.items():
+            if row.get("error") and "rps" in row:
+                print(f"first error of {name}: {row['error']}")
+    print("\ntargets")
+    for check in checks:
+        holds = {True: "yes", False: "NO", None: "not measured"}[check["holds"]]
+        value = "-" if check["value"] is None else f"{check['value']:.2f}"
+        print(f"  c={check['concurrency']:<3} {check['check']:<28} {value:>6}  {holds}")
+
+
+# ---- profiling ----------------------------------------------------------------------------------
+
+
+async def profile_meshkit(
+    nginx: LocalNginx, instances: int, concurrency: int, seconds: float, top: int
+) -> None:
+    contender = meshkit_client(nginx, instances)
+    await contender.start()
+    await run_round(contender, concurrency, min(1.0, seconds))
+    profiler = cProfile.Profile()
+    profiler.enable()
+    result = await run_round(contender, concurrency, seconds)
+    profiler.disable()
+    await contender.close()
+    print(f"meshkit x{instances}, concurrency {concurrency}: {result.requests} requests under cProfile")
+    for key in ("tottime", "cumulative"):
+        out = io.StringIO()
+        stats = pstats.Stats(profiler, stream=out)
+        stats.sort_stats(key).print_stats(top)
+        print(f"\n== top {top} by {key} (divide by {result.requests} for per-request cost)")
+        print(out.getvalue().split("\n", 6)[-1] if "function calls" in out.getvalue() else out.getvalue())
+    profiler.dump_stats("/tmp/meshkit-client.prof")
+    print("full profile: /tmp/meshkit-client.prof (python -m pstats /tmp/meshkit-client.prof)")
+
+
+# ---- main ---------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 0.5 s per contender")
+    parser.add_argument("--json", action="store_true", help="print machine-readable results only")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=3.0, help="duration of one round")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto")
+    parser.add_argument("--skip", nargs="*", default=[], help="contender names to leave out")
+    parser.add_argument("--profile", action="store_true", help="profile meshkit only, with cProfile")
+    parser.add_argument("--instances", type=int, default=1, help="meshkit instances when profiling")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.seconds = 1, 0.5
+    if args.rounds < 1:
+        parser.error(f"--rounds: must be an integer >= 1, got {args.rounds}")
+    if not 0 < args.seconds <= 30:
+        parser.error(f"--seconds: must be in (0, 30], got {args.seconds}")
+    if any(c < 1 or c > 1024 for c in args.concurrency):
+        parser.error(f"--concurrency: each must be in 1-1024, got {args.concurrency}")
+    return args
+
+
+def event_loop_factory(choice: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:
+    if choice != "asyncio":
+        try:
+            import uvloop
+
+            return uvloop.new_event_loop, f"uvloop {version('uvloop')}"
+        except ImportError:
+            if choice == "uvloop":
+                raise
+    return None, "asyncio (default loop)"
+
+
+async def run_all(args: argparse.Namespace, nginx: LocalNginx, loop_name: str) -> dict[str, Any]:
+    import blacksmith
+
+    warmup = 0.2 if args.quick else 0.5
+    levels: dict[int, dict[str, dict[str, Any]]] = {}
+    for concurrency in args.concurrency:
+        contenders = await measure_level(nginx, concurrency, args.rounds, args.seconds, warmup, args.skip)
+        levels[concurrency] = summarize(contenders, concurrency)
+    meta = {
+        "loop": loop_name,
+        "python": sys.version.split()[0],
+        "body_bytes": len(nginx.body),
+        "rounds": args.rounds,
+        "seconds": args.seconds,
+        "blacksmith": blacksmith.__version__,
+        "blacksmith_middlewares": BLACKSMITH_MIDDLEWARES,
+        "aiohttp": aiohttp.__version__,
+    }
+    return {"meta": meta, "levels": levels, "targets": targets(levels)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    loop_factory, loop_name = event_loop_factory(args.loop)
+    with LocalNginx(ports=3, body_bytes=1024) as nginx, asyncio.Runner(loop_factory=loop_factory) as runner:
+        if args.profile:
+            runner.run(profile_meshkit(nginx, args.instances, max(args.concurrency), args.seconds, 30))
+            return 0
+        results = runner.run(run_all(args, nginx, loop_name))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print_report(results["meta"], results["levels"], results["targets"])
+    measured = all("rps" in row for rows in results["levels"].values() for row in rows.values())
+    return 0 if measured else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; nginx stopped", file=sys.stderr)
+        sys.exit(130)
