@@ -1,0 +1,98 @@
+"""Breakers for a whole client: one per instance (`BreakerSet`) and the layer that consults them.
+
+`BreakerSet.allows(instance)` is the balancer's gate (a dict lookup; an instance never seen
+is closed). `BreakerLayer` sits beneath the balancer, where `request.instance` is known:
+it asks the instance's breaker for a permit, calls on, and records the classified outcome.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from meshkit.clock import Clock
+from meshkit.errors import CircuitOpen
+from meshkit.events import EventBus
+from meshkit.outcome import Outcome, classify
+from meshkit.resilience.breaker.machine import BreakerPolicy, CircuitBreaker, TransitionHook
+from meshkit.service import Service
+from meshkit.types import Request, Response, ServiceInstance
+
+Classifier = Callable[[Response | BaseException], Outcome]
+
+
+class BreakerSet:
+    """One breaker per instance id, created on first use, all under one policy."""
+
+    __slots__ = ("_breakers", "_hook", "clock", "policy")
+
+    def __init__(
+        self, policy: BreakerPolicy | None = None, *, clock: Clock, bus: EventBus | None = None
+    ) -> None:
+        self.policy = policy or BreakerPolicy()
+        self.clock = clock
+        self._hook: TransitionHook | None = bus.emit if bus is not None else None
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    def get(self, instance_id: str) -> CircuitBreaker:
+        breaker = self._breakers.get(instance_id)
+        if breaker is None:
+            breaker = CircuitBreaker(instance_id, self.policy, clock=self.clock, on_transition=self._hook)
+            self._breakers[instance_id] = breaker
+        return breaker
+
+    def allows(self, instance: ServiceInstance) -> bool:
+        """The balancer's gate: an instance without a breaker has never failed, so it is allowed."""
+        breaker = self._breakers.get(instance.service_id)
+        return breaker is None or breaker.allows()
+
+    def states(self) -> dict[str, str]:
+        return {instance_id: b.state.value for instance_id, b in self._breakers.items()}
+
+    def configure(self, policy: BreakerPolicy) -> None:
+        """Use `policy` from now on, for the breakers that exist as well as new ones."""
+        self.policy = policy
+        for breaker in self._breakers.values():
+            breaker.configure(policy)
+
+    def forget(self, instance_id: str) -> None:
+        self._breakers.pop(instance_id, None)
+
+    def __contains__(self, instance_id: object) -> bool:
+        return instance_id in self._breakers
+
+    def __len__(self) -> int:
+        return len(self._breakers)
+
+
+class BreakerLayer:
+    """Beneath the balancer: refuses calls to an open instance, records every outcome.
+
+    A refused call raises `CircuitOpen` before anything is sent, so the retry layer above
+    may try another instance. A cancelled call gives back its probe slot unrecorded.
+    """
+
+    __slots__ = ("breakers", "classifier", "inner")
+
+    def __init__(self, inner: Service, *, breakers: BreakerSet, classifier: Classifier = classify) -> None:
+        self.inner = inner
+        self.breakers = breakers
+        self.classifier = classifier
+
+    async def __call__(self, request: Request) -> Response:
+        instance = request.instance
+        if instance is None:
+            return await self.inner(request)  # nothing to guard; the transport will say so
+        breaker = self.breakers.get(instance.service_id)
+        permit = breaker.try_acquire()
+        if permit is None:
+            raise CircuitOpen(instance.service_id, breaker.retry_after())
+        try:
+            response = await self.inner(request)
+        except Exception as exc:
+            breaker.record(self.classifier(exc), permit)
+            raise
+        except BaseException:
+            breaker.release(permit)
+            raise
+        breaker.record(self.classifier(response), permit)
+        return response
