@@ -1,0 +1,123 @@
+"""Which instances a balancer may pick from: healthy ones first, degraded ones as a fallback.
+
+Every strategy picks from the list `eligible()` returns, so they all agree on the rules:
+an instance is preferred when its state is HEALTHY or UNKNOWN, its weight is above 0
+(weight 0 means drained: never picked), every gate passes (breakers and the outlier
+detector provide gates) and a retry has not already tried it. When no instance is
+preferred, DEGRADED ones that pass the same checks are used (Envoy's degraded hosts are
+likewise only used when too few healthy ones remain). UNHEALTHY is never picked.
+
+`excluded` (the ids a retry already tried) is a preference, not a rule: untried instances
+are tried first, healthy then degraded, and only when every eligible instance was tried
+are the tried ones used again, rather than failing the call.
+
+Gates are called once per candidate per pick, so they must be cheap, side-effect-free
+checks (a dict lookup and a compare); the admission of a half-open probe belongs to the
+breaker layer beneath the balancer. A gate may carry a `reason` attribute ("circuit
+open"), which the error message uses to say why an instance was skipped.
+
+The common case, where every candidate passes, returns `candidates` itself: no list is
+built and the pickers can cache per membership by identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from meshkit.errors import NoHealthyInstances
+from meshkit.types import ServiceInstance, ServiceState
+
+Gate = Callable[[ServiceInstance], bool]
+
+_HEALTHY = ServiceState.HEALTHY
+_UNKNOWN = ServiceState.UNKNOWN
+_DEGRADED = ServiceState.DEGRADED
+_UNHEALTHY = ServiceState.UNHEALTHY
+_NOTHING: frozenset[str] = frozenset()
+
+
+def eligible(
+    service: str,
+    candidates: Sequence[ServiceInstance],
+    gates: Sequence[Gate] = (),
+    excluded: frozenset[str] = _NOTHING,
+) -> Sequence[ServiceInstance]:
+    """The instances a picker may choose from; raises `NoHealthyInstances` saying why if none."""
+    for inst in candidates:
+        state = inst.state
+        if (state is not _HEALTHY and state is not _UNKNOWN) or inst.weight <= 0:
+            break
+        if excluded and inst.service_id in excluded:
+            break
+        for gate in gates:
+            if not gate(inst):
+                break
+        else:
+            continue
+        break
+    else:
+        if candidates:
+            return candidates
+    return _filter(service, candidates, gates, excluded)
+
+
+def _filter(
+    service: str,
+    candidates: Sequence[ServiceInstance],
+    gates: Sequence[Gate],
+    excluded: frozenset[str],
+) -> Sequence[ServiceInstance]:
+    """The slow path: sort candidates into tiers and return the best non-empty one."""
+    healthy: list[ServiceInstance] = []
+    degraded: list[ServiceInstance] = []
+    healthy_tried: list[ServiceInstance] = []
+    degraded_tried: list[ServiceInstance] = []
+    rejected: dict[str, int] = {}
+    for inst in candidates:
+        reason = _rejection(inst, gates)
+        if reason is not None:
+            rejected[reason] = rejected.get(reason, 0) + 1
+            continue
+        tried = inst.service_id in excluded
+        if inst.state is _DEGRADED:
+            (degraded_tried if tried else degraded).append(inst)
+        else:
+            (healthy_tried if tried else healthy).append(inst)
+    for tier in (healthy, degraded, healthy_tried, degraded_tried):
+        if tier:
+            return tier
+    raise NoHealthyInstances(service, _describe(len(candidates), rejected))
+
+
+def _rejection(inst: ServiceInstance, gates: Sequence[Gate]) -> str | None:
+    """Why `inst` may never be picked now, or None if it may (perhaps as a fallback)."""
+    if inst.state is _UNHEALTHY:
+        return "unhealthy"
+    if inst.weight <= 0:
+        if inst.weight < 0:  # ServiceInstance rejects this; only a later assignment gets here
+            raise ValueError(
+                f"weight: must be an integer >= 0 (0 means never picked), got {inst.weight!r} "
+                f"for instance {inst.service_id!r}"
+            )
+        return "drained (weight 0)"
+    for gate in gates:
+        if not gate(inst):
+            return gate_reason(gate)
+    return None
+
+
+def gate_reason(gate: Gate) -> str:
+    """The words for what a failing gate means: its `reason` attribute, else its name."""
+    reason = getattr(gate, "reason", None)
+    if isinstance(reason, str) and reason:
+        return reason
+    name = getattr(gate, "__qualname__", None) or type(gate).__qualname__
+    return f"rejected by {name}"
+
+
+def _describe(total: int, rejected: dict[str, int]) -> str:
+    if total == 0:
+        return "no instance is registered"
+    noun = "instance" if total == 1 else "instances"
+    reasons = ", ".join(f"{count} {reason}" for reason, count in rejected.items())
+    return f"{total} {noun}: {reasons}"
