@@ -28,6 +28,7 @@ import gc
 import io
 import json
 import pstats
+import signal
 import sys
 import time
 import traceback
@@ -204,7 +205,9 @@ async def run_round(contender: Contender, concurrency: int, seconds: float) -> R
 
     gc.collect()
     started = clock()
-    await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(concurrency))), seconds + 60)
+    async with asyncio.timeout(seconds + 60), asyncio.TaskGroup() as workers:
+        for _ in range(concurrency):
+            workers.create_task(worker())
     result = RoundResult.of(latencies, errors, clock() - started)
     if errors and contender.error is None:
         contender.error = first_error[0] if first_error else "status not 200"
@@ -245,33 +248,37 @@ def _unavailable(name: str, exc: BaseException) -> Contender:
     return contender
 
 
+async def start_contender(contender: Contender, concurrency: int, warmup: float) -> bool:
+    """Start and warm up (fill the pools); a contender that fails here is reported, not measured."""
+    try:
+        await contender.start()
+        await run_round(contender, concurrency, warmup)
+    except Exception as exc:
+        contender.error = f"{type(exc).__name__}: {exc}"
+        contender.note = "failed to start"
+        traceback.print_exc(file=sys.stderr)
+        return False
+    contender.error = None  # warm-up errors (if any) are not the measurement's
+    return True
+
+
 async def measure_level(
     nginx: LocalNginx, concurrency: int, rounds: int, seconds: float, warmup: float, skip: Sequence[str]
 ) -> list[Contender]:
     contenders = build_contenders(nginx, concurrency, skip)
-    live: list[Contender] = []
-    for contender in contenders:
-        if not contender.available:
-            continue
-        try:
-            await contender.start()
-            await run_round(contender, concurrency, warmup)
-            contender.error = None  # warm-up errors (if any) are not the measurement's
-            live.append(contender)
-        except Exception as exc:
-            contender.error = f"{type(exc).__name__}: {exc}"
-            contender.note = "failed to start"
-            traceback.print_exc(file=sys.stderr)
-    for index in range(rounds):
-        shift = index % max(1, len(live))
-        for contender in live[shift:] + live[:shift]:  # rotate so no one always goes first
-            result = await run_round(contender, concurrency, seconds)
-            contender.rounds.setdefault(concurrency, []).append(result)
-    for contender in contenders:
-        try:
-            await contender.close()
-        except Exception as exc:
-            print(f"closing {contender.name}: {exc}", file=sys.stderr)
+    try:
+        live = [c for c in contenders if c.available and await start_contender(c, concurrency, warmup)]
+        for index in range(rounds):
+            shift = index % max(1, len(live))
+            for contender in live[shift:] + live[:shift]:  # rotate so no one always goes first
+                result = await run_round(contender, concurrency, seconds)
+                contender.rounds.setdefault(concurrency, []).append(result)
+    finally:
+        for contender in contenders:
+            try:
+                await contender.close()
+            except Exception as exc:
+                print(f"closing {contender.name}: {exc}", file=sys.stderr)
     return contenders
 
 
@@ -439,8 +446,13 @@ async def run_all(args: argparse.Namespace, nginx: LocalNginx, loop_name: str) -
     return {"meta": meta, "levels": levels, "targets": targets(levels)}
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops nginx the same way Ctrl-C does
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     loop_factory, loop_name = event_loop_factory(args.loop)
     with LocalNginx(ports=3, body_bytes=1024) as nginx, asyncio.Runner(loop_factory=loop_factory) as runner:
         if args.profile:
