@@ -12,6 +12,7 @@ the hot path would allocate; this function is the whole algorithm instead.
 
 from __future__ import annotations
 
+import math
 import random
 
 DEFAULT_CAP = 30.0
@@ -20,8 +21,8 @@ DEFAULT_CAP = 30.0
 def backoff_ceiling(attempt: int, *, base: float, cap: float = DEFAULT_CAP) -> float:
     """The upper bound of the jittered delay: min(cap, base * 2**attempt), without overflow."""
     try:
-        return min(cap, base * 2.0**attempt)
-    except OverflowError:  # 2.0 ** attempt past 1023: far beyond any cap
+        return min(cap, math.ldexp(base, attempt))  # base * 2**attempt, exact in binary
+    except OverflowError:  # past the largest float, so past any cap (base > 0 here)
         return cap
 
 

@@ -30,6 +30,7 @@ from meshkit.transport.base import DEADLINE_HEADER
 from meshkit.types import Request, Response
 
 _INHERITED: ContextVar[float | None] = ContextVar("meshkit_deadline", default=None)
+_DECIMAL = frozenset("0123456789.")
 _MAX_MS = 1e12  # about 31 years; anything longer is garbage, not a deadline
 
 
@@ -56,14 +57,17 @@ def _check_timeout(name: str, value: object) -> None:
 
 
 def parse_deadline_ms(raw: str | bytes | None) -> float | None:
-    """Seconds left from a header value, or None when it is missing or not a sane number."""
+    """Seconds left from a header value (plain decimal milliseconds), or None when missing or not sane."""
     if raw is None:
         return None
-    try:
-        ms = float(raw)
-    except (TypeError, ValueError):
+    text = (raw.decode("latin-1") if isinstance(raw, bytes) else raw).strip()
+    if not text or not _DECIMAL.issuperset(text):  # no signs, exponents, nan, inf or non-ASCII digits
         return None
-    return ms / 1000.0 if 0.0 <= ms <= _MAX_MS else None  # NaN fails both comparisons
+    try:
+        ms = float(text)
+    except ValueError:  # "." or "1.2.3"
+        return None
+    return ms / 1000.0 if ms <= _MAX_MS else None
 
 
 def deadline_from_headers(headers: Mapping[str, str], clock: Clock = SYSTEM_CLOCK) -> float | None:
