@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from multidict import CIMultiDict
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -27,7 +28,6 @@ from opentelemetry.trace import SpanKind
 from meshkit.observe.tracing import Span, Tracer, record_error
 
 AiohttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-AiohttpMiddleware = Callable[[web.Request, AiohttpHandler], Awaitable[web.StreamResponse]]
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -57,7 +57,7 @@ def _finish(span: Span, token: object, status: int | None) -> None:
     span.end()
 
 
-def aiohttp_tracing_middleware(tracer: Tracer) -> AiohttpMiddleware:
+def aiohttp_tracing_middleware(tracer: Tracer) -> Middleware:
     """An aiohttp middleware: `app.middlewares.append(aiohttp_tracing_middleware(tracer))`."""
 
     @web.middleware
