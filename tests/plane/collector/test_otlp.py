@@ -8,7 +8,7 @@ import zlib
 
 import orjson
 import pytest
-from google.protobuf import json_format
+from google.protobuf import json_format  # type: ignore[import-untyped]
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
@@ -23,7 +23,7 @@ PB = "application/x-protobuf"
 
 
 def sample_request() -> bytes:
-    return otlp_request(
+    request = otlp_request(
         {
             "web": [otlp_span(1, 1, name="GET /", attributes={"http.status_code": 200, "ok": True})],
             "api": [
@@ -31,7 +31,8 @@ def sample_request() -> bytes:
                 otlp_span(1, 3, 2, name="q", error=True, duration_ms=2.5, attributes={"ratio": 0.5}),
             ],
         }
-    ).SerializeToString()
+    )
+    return request.SerializeToString()
 
 
 def otlp_json(body: bytes) -> bytes:
