@@ -19,16 +19,17 @@ def instances(*ports: int) -> list[ServiceInstance]:
 
 
 class FirstAvailable:
-    """A balancer: the first candidate not excluded (any candidate when all are), else none."""
+    """A balancer: the first candidate not excluded (any candidate when all are, unless strict)."""
 
-    def __init__(self, inner: Service) -> None:
+    def __init__(self, inner: Service, *, strict: bool = False) -> None:
         self.inner = inner
+        self.strict = strict
         self.picks: list[str] = []
 
     async def __call__(self, request: Request) -> Response:
-        if not request.candidates:
-            raise NoHealthyInstances(request.service)
         fresh = [c for c in request.candidates if c.id not in request.excluded]
+        if not fresh and (self.strict or not request.candidates):
+            raise NoHealthyInstances(request.service)
         request.instance = (fresh or list(request.candidates))[0]
         self.picks.append(request.instance.id)
         return await self.inner(request)

@@ -171,6 +171,18 @@ async def test_decisions_and_bugs_are_not_retried(error: Exception) -> None:
     assert len(h.transport.requests) == 1
 
 
+async def test_a_retry_with_nowhere_to_go_surfaces_the_previous_result() -> None:
+    h = Harness(by_instance(p8001=503))
+    h.balancer.strict = True  # all tried: the balancer has no instance left
+    request = Request("GET", candidates=[A])
+    assert (await h.call(request)).status == 503
+    h = Harness(by_instance(p8001=ConnectError))
+    h.balancer.strict = True
+    with pytest.raises(ConnectError):
+        await h.call(Request("POST", candidates=[A]))
+    assert h.sent_to == [8001]
+
+
 async def test_backoff_is_slept_on_the_clock() -> None:
     h = Harness(by_instance(p8001=503), RetryPolicy(base_delay=1.0))
     expected = full_jitter(0, base=1.0, rng=random.Random(1))  # the harness's seed

@@ -13,7 +13,9 @@ The layer sits above the balancer: before a retry it adds the failed instance to
 when there is one. When no retry is made the last result is surfaced as it was: the last
 5xx response is returned, the last exception re-raised unchanged (so callers can still
 tell a `ConnectError` from a `RequestTimeout`); when the budget refused, the exception
-carries a note saying so and `request.context["retry_budget_exhausted"]` is True.
+carries a note saying so and `request.context["retry_budget_exhausted"]` is True. A retry
+that finds no instance to go to (`NoHealthyInstances`, e.g. the only instance's breaker
+just opened) also surfaces the previous result rather than that error.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import random
 from dataclasses import dataclass
 
 from meshkit.clock import Clock
-from meshkit.errors import CircuitOpen, ConnectError, ConnectionReset, RequestTimeout
+from meshkit.errors import CircuitOpen, ConnectError, ConnectionReset, NoHealthyInstances, RequestTimeout
 from meshkit.events import EventBus, RetryAttempt
 from meshkit.resilience.backoff import full_jitter
 from meshkit.resilience.budget import RetryBudget
@@ -101,23 +103,29 @@ class RetryLayer:
 
     async def __call__(self, request: Request) -> Response:
         self.budget.deposit()
+        last: Response | Exception | None = None  # the result a retry is trying to improve on
         while True:
             try:
                 response = await self.inner(request)
-            except (ConnectError, CircuitOpen) as exc:
-                reason = type(exc).__name__
-                if not await self._may_retry(request, reason, exc):
+            except NoHealthyInstances:
+                if last is None:
                     raise
+                return _surface(last)  # the retry found nowhere to go: the real failure says more
+            except (ConnectError, CircuitOpen) as exc:
+                if not await self._may_retry(request, type(exc).__name__, exc):
+                    raise
+                last = exc
                 continue
             except (RequestTimeout, ConnectionReset) as exc:
-                reason = type(exc).__name__
-                if not is_idempotent(request) or not await self._may_retry(request, reason, exc):
+                if not is_idempotent(request) or not await self._may_retry(request, type(exc).__name__, exc):
                     raise
+                last = exc
                 continue
             if not self.policy.retries_status(response.status) or not is_idempotent(request):
                 return response
             if not await self._may_retry(request, f"status {response.status}", None):
                 return response
+            last = response
 
     async def _may_retry(self, request: Request, reason: str, exc: BaseException | None) -> bool:
         """Decide on one more attempt; if yes, prepare the request for it and wait the backoff."""
@@ -144,6 +152,12 @@ class RetryLayer:
             self.bus.emit(event)
         await self.clock.sleep(delay)
         return True
+
+
+def _surface(result: Response | Exception) -> Response:
+    if isinstance(result, Response):
+        return result
+    raise result
 
 
 def _instance_id(exc: BaseException | None) -> str | None:
