@@ -4,7 +4,9 @@ Machines here are shared and noisy, so a benchmark runs its contenders in
 interleaved rounds and keeps the median of each figure over the rounds
 (`RoundResult` per round, `Summary.of(rounds)` per contender); ratios are taken
 against a baseline measured in the same run. Percentiles use the nearest-rank
-method on the sorted latencies.
+method on the sorted latencies. The process's CPU time per request is kept too: when
+other processes steal the CPU, req/s drops but CPU per request barely moves, so it
+is the steadier measure of a client's own cost.
 """
 
 from __future__ import annotations
@@ -35,13 +37,20 @@ class RoundResult:
     seconds: float
     p50_ms: float
     p99_ms: float
+    cpu_seconds: float = math.nan  # this process's CPU time during the round
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.cpu_seconds / self.requests * 1e6 if self.requests else math.nan
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds > 0 else 0.0
 
     @classmethod
-    def of(cls, latencies: list[float], errors: int, seconds: float) -> RoundResult:
+    def of(
+        cls, latencies: list[float], errors: int, seconds: float, cpu_seconds: float = math.nan
+    ) -> RoundResult:
         latencies.sort()
         return cls(
             requests=len(latencies),
@@ -49,6 +58,7 @@ class RoundResult:
             seconds=seconds,
             p50_ms=percentile(latencies, 50) * 1000,
             p99_ms=percentile(latencies, 99) * 1000,
+            cpu_seconds=cpu_seconds,
         )
 
 
@@ -59,6 +69,7 @@ class Summary:
     rps: float
     p50_ms: float
     p99_ms: float
+    cpu_us_per_request: float
     requests: int
     errors: int
     rounds: list[float]  # req/s of each round, to show the spread
@@ -71,6 +82,7 @@ class Summary:
             rps=statistics.median(r.rps for r in rounds),
             p50_ms=statistics.median(r.p50_ms for r in rounds),
             p99_ms=statistics.median(r.p99_ms for r in rounds),
+            cpu_us_per_request=statistics.median(r.cpu_us_per_request for r in rounds),
             requests=sum(r.requests for r in rounds),
             errors=sum(r.errors for r in rounds),
             rounds=[round(r.rps, 1) for r in rounds],

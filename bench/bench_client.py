@@ -14,8 +14,10 @@ in the same process and on the same event loop (uvloop when installed):
   over one shared httpx client, to compare the stacks and not only the pooling.
 
 Shared machines are noisy, so each concurrency level runs several rounds alternating
-the contenders (the order rotates each round) and keeps each one's median. Every
-loop is bounded by time. Run: `.venv/bin/python bench/bench_client.py [--quick] [--json]`;
+the contenders (the order rotates each round) and keeps each one's median; the
+process's CPU time per request is printed too, the steadier figure when other
+processes steal the CPU ("x raw cpu" is the req/s ratio a CPU-bound client would
+reach). Every loop is bounded by time. Run: `.venv/bin/python bench/bench_client.py [--quick] [--json]`;
 `--profile` runs only meshkit under cProfile and prints where its time goes.
 """
 
@@ -44,6 +46,7 @@ from _stats import RoundResult, Summary, format_table, ratio
 
 SERVICE = "bench"
 MESHKIT_TARGET = 0.85  # meshkit req/s >= 0.85 x raw aiohttp req/s
+HEADERS = ["contender", "req/s", "p50 ms", "p99 ms", "x raw", "cpu us/req", "x raw cpu", "errors", "notes"]
 
 
 @dataclass
@@ -204,11 +207,13 @@ async def run_round(contender: Contender, concurrency: int, seconds: float) -> R
                 errors += 1
 
     gc.collect()
+    cpu_started = time.process_time()
     started = clock()
     async with asyncio.timeout(seconds + 60), asyncio.TaskGroup() as workers:
         for _ in range(concurrency):
             workers.create_task(worker())
-    result = RoundResult.of(latencies, errors, clock() - started)
+    elapsed = clock() - started
+    result = RoundResult.of(latencies, errors, elapsed, time.process_time() - cpu_started)
     if errors and contender.error is None:
         contender.error = first_error[0] if first_error else "status not 200"
     return result
@@ -295,9 +300,8 @@ def summarize(contenders: Sequence[Contender], concurrency: int) -> dict[str, di
         if s is not None:
             row |= s.as_dict()
             row["ratio"] = ratio(s.rps, base.rps) if base else None
-            if base and s.rps > 0 and base.rps > 0:
-                # at c=1 the extra latency per request; at c=32, with the client CPU-bound, its extra CPU
-                row["extra_us_per_request"] = (1 / s.rps - 1 / base.rps) * 1e6
+            # raw's CPU per request over this one's: the req/s ratio a CPU-bound client would get
+            row["cpu_ratio"] = ratio(base.cpu_us_per_request, s.cpu_us_per_request) if base else None
         out[c.name] = row
     return out
 
@@ -314,6 +318,7 @@ def targets(levels: dict[int, dict[str, dict[str, Any]]]) -> list[dict[str, Any]
                     "check": f"{mesh}/raw >= {MESHKIT_TARGET}",
                     "value": r,
                     "holds": None if r is None else r >= MESHKIT_TARGET,
+                    "cpu_value": m.get("cpu_ratio"),
                 }
             )
             b = rows.get("blacksmith", {})
@@ -340,14 +345,12 @@ def print_report(
         table = []
         for name, row in rows.items():
             if "rps" in row:
-                extra = row.get("extra_us_per_request")
-                extra_cell = "-" if extra is None else f"{extra:+.0f}"
-                cells = [row["rps"], row["p50_ms"], row["p99_ms"], row["ratio"], extra_cell, row["errors"]]
-                table.append([name, *cells, row["note"]])
+                cpu = f"{row['cpu_us_per_request']:.0f}"
+                figures = [row["rps"], row["p50_ms"], row["p99_ms"], row["ratio"], cpu, row["cpu_ratio"]]
+                table.append([name, *figures, row["errors"], row["note"]])
             else:
-                table.append([name, "-", "-", "-", "-", "-", "-", f"{row['note']}: {row['error']}"])
-        headers = ["contender", "req/s", "p50 ms", "p99 ms", "x raw", "+us/req", "errors", "notes"]
-        print(format_table(headers, table))
+                table.append([name, "-", "-", "-", "-", "-", "-", "-", f"{row['note']}: {row['error']}"])
+        print(format_table(HEADERS, table))
         spread = ", ".join(f"{n} {row['rounds']}" for n, row in rows.items() if "rounds" in row)
         print(f"req/s per round: {spread}")
         for name, row in rows.items():
@@ -357,7 +360,9 @@ def print_report(
     for check in checks:
         holds = {True: "yes", False: "NO", None: "not measured"}[check["holds"]]
         value = "-" if check["value"] is None else f"{check['value']:.2f}"
-        print(f"  c={check['concurrency']:<3} {check['check']:<28} {value:>6}  {holds}")
+        cpu_value = check.get("cpu_value")
+        by_cpu = "" if cpu_value is None else f"  (by CPU per request: {cpu_value:.2f})"
+        print(f"  c={check['concurrency']:<3} {check['check']:<28} {value:>6}  {holds}{by_cpu}")
 
 
 # ---- profiling ----------------------------------------------------------------------------------
@@ -394,8 +399,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 round of 0.5 s per contender")
     parser.add_argument("--json", action="store_true", help="print machine-readable results only")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=3.0, help="duration of one round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=2.0, help="duration of one round")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto")
     parser.add_argument("--skip", nargs="*", default=[], help="contender names to leave out")
