@@ -28,6 +28,11 @@ class Stack:
 
     def __init__(self, entries: list[StackEntry] | None = None) -> None:
         self._entries: list[StackEntry] = list(entries or [])
+        self.version = 0  # bumped on every change, so a client knows to rebuild
+
+    def _changed(self) -> Stack:
+        self.version += 1
+        return self
 
     @property
     def roles(self) -> list[str]:
@@ -58,30 +63,30 @@ class Stack:
         """Add `layer` outside every layer already pushed."""
         self._check_new(role)
         self._entries.insert(0, StackEntry(role, layer, description))
-        return self
+        return self._changed()
 
     def insert_before(self, role: str, new_role: str, layer: Layer, description: str = "") -> Stack:
         """Insert so a request meets `new_role` just before `role` (outside it)."""
         self._check_new(new_role)
         self._entries.insert(self._index(role), StackEntry(new_role, layer, description))
-        return self
+        return self._changed()
 
     def insert_after(self, role: str, new_role: str, layer: Layer, description: str = "") -> Stack:
         """Insert so a request meets `new_role` just after `role` (inside it)."""
         self._check_new(new_role)
         self._entries.insert(self._index(role) + 1, StackEntry(new_role, layer, description))
-        return self
+        return self._changed()
 
     def replace(self, role: str, layer: Layer, description: str | None = None) -> Stack:
         i = self._index(role)
         old = self._entries[i]
         desc = old.description if description is None else description
         self._entries[i] = StackEntry(role, layer, desc)
-        return self
+        return self._changed()
 
     def remove(self, role: str) -> Stack:
         del self._entries[self._index(role)]
-        return self
+        return self._changed()
 
     def describe(self) -> str:
         """One line per layer, outermost first, ending at the transport."""

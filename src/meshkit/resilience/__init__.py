@@ -23,6 +23,7 @@ from meshkit.resilience.deadline import (
     deadline_middleware,
     deadline_scope,
 )
+from meshkit.resilience.outlier import OutlierDetector, OutlierLayer, OutlierPolicy
 from meshkit.resilience.retry import IDEMPOTENT_METHODS, RetryLayer, RetryPolicy, is_idempotent
 
 __all__ = [
@@ -34,6 +35,9 @@ __all__ = [
     "CircuitBreaker",
     "DeadlineLayer",
     "DeadlineMiddleware",
+    "OutlierDetector",
+    "OutlierLayer",
+    "OutlierPolicy",
     "Permit",
     "RetryBudget",
     "RetryLayer",
