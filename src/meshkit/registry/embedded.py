@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -196,7 +196,7 @@ class EmbeddedRegistry:
         body = self._settings.get(key)
         return orjson.loads(body) if body is not None else default
 
-    async def watch(self, service_name: str | None = None) -> AsyncIterator[Snapshot]:
+    async def watch(self, service_name: str | None = None) -> AsyncGenerator[Snapshot, None]:
         """The current snapshot, then one per change; a slow watcher gets only the latest."""
         if service_name is not None:
             validate_service_name(service_name)
