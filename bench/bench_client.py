@@ -18,16 +18,15 @@ the contenders (the order rotates each round) and keeps each one's median; the
 process's CPU time per request is printed too, the steadier figure when other
 processes steal the CPU ("x raw cpu" is the req/s ratio a CPU-bound client would
 reach). Every loop is bounded by time. Run: `.venv/bin/python bench/bench_client.py [--quick] [--json]`;
-`--profile` runs only meshkit under cProfile and prints where its time goes.
+`--profile` runs raw aiohttp and meshkit under cProfile and prints where meshkit's
+extra time per request goes, module by module.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import gc
-import io
 import json
 import pstats
 import signal
@@ -42,6 +41,7 @@ from typing import Any, cast
 import aiohttp
 
 from _nginx import LocalNginx
+from _profile import by_module, compare, profile, top_functions
 from _stats import RoundResult, Summary, format_table, ratio
 
 SERVICE = "bench"
@@ -368,26 +368,30 @@ def print_report(
 # ---- profiling ----------------------------------------------------------------------------------
 
 
-async def profile_meshkit(
-    nginx: LocalNginx, instances: int, concurrency: int, seconds: float, top: int
-) -> None:
-    contender = meshkit_client(nginx, instances)
-    await contender.start()
-    await run_round(contender, concurrency, min(1.0, seconds))
-    profiler = cProfile.Profile()
-    profiler.enable()
-    result = await run_round(contender, concurrency, seconds)
-    profiler.disable()
-    await contender.close()
-    print(f"meshkit x{instances}, concurrency {concurrency}: {result.requests} requests under cProfile")
-    for key in ("tottime", "cumulative"):
-        out = io.StringIO()
-        stats = pstats.Stats(profiler, stream=out)
-        stats.sort_stats(key).print_stats(top)
-        print(f"\n== top {top} by {key} (divide by {result.requests} for per-request cost)")
-        print(out.getvalue().split("\n", 6)[-1] if "function calls" in out.getvalue() else out.getvalue())
-    profiler.dump_stats("/tmp/meshkit-client.prof")
-    print("full profile: /tmp/meshkit-client.prof (python -m pstats /tmp/meshkit-client.prof)")
+async def profile_meshkit(nginx: LocalNginx, instances: int, concurrency: int, seconds: float) -> None:
+    """Profile raw aiohttp and meshkit over the same calls; print meshkit's extra time by module."""
+    per_module: dict[str, dict[str, float]] = {}
+    for contender in (raw_aiohttp(nginx, concurrency), meshkit_client(nginx, instances)):
+        await contender.start()
+        await run_round(contender, concurrency, min(1.0, seconds))
+
+        async def run(c: Contender = contender) -> int:
+            return (await run_round(c, concurrency, seconds)).requests
+
+        stats, requests = await profile(run)
+        await contender.close()
+        per_module[contender.name] = by_module(stats, requests)
+        print(f"{contender.name}, concurrency {concurrency}: {requests} requests under cProfile")
+        stats.dump_stats(f"/tmp/bench-client-{contender.name.replace(' ', '-')}.prof")
+    mesh = f"meshkit x{instances}"
+    rows = compare(per_module["raw aiohttp"], per_module[mesh])
+    print(
+        f"\nown time per request by module, us (under cProfile: read as proportions), {mesh} vs raw aiohttp"
+    )
+    print(format_table(["module", "raw aiohttp", mesh, "difference"], rows))
+    stats = pstats.Stats(f"/tmp/bench-client-{mesh.replace(' ', '-')}.prof")
+    print(f"\n{mesh}: top functions by own time\n{top_functions(stats, 'tottime', 30)}")
+    print("\nprofiles: /tmp/bench-client-*.prof (python -m pstats FILE)")
 
 
 # ---- main ---------------------------------------------------------------------------------------
@@ -404,7 +408,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto")
     parser.add_argument("--skip", nargs="*", default=[], help="contender names to leave out")
-    parser.add_argument("--profile", action="store_true", help="profile meshkit only, with cProfile")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile raw aiohttp and meshkit with cProfile"
+    )
     parser.add_argument("--instances", type=int, default=1, help="meshkit instances when profiling")
     args = parser.parse_args(argv)
     if args.quick:
@@ -461,7 +467,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     loop_factory, loop_name = event_loop_factory(args.loop)
     with LocalNginx(ports=3, body_bytes=1024) as nginx, asyncio.Runner(loop_factory=loop_factory) as runner:
         if args.profile:
-            runner.run(profile_meshkit(nginx, args.instances, max(args.concurrency), args.seconds, 30))
+            runner.run(profile_meshkit(nginx, args.instances, max(args.concurrency), args.seconds))
             return 0
         results = runner.run(run_all(args, nginx, loop_name))
     if args.json:

@@ -63,7 +63,12 @@ async def main(calls: int = 60) -> None:
         breaker=BreakerPolicy(failure_threshold=3, recovery_timeout=60.0),
         rng=random.Random(7),
     )
-    client.bus.subscribe(lambda e: (line := describe_event(e)) and console.print("  " + line))
+    def show(event: Event) -> None:
+        line = describe_event(event)
+        if line:
+            console.print("  " + line)
+
+    client.bus.subscribe(show)
     console.print(
         f"[bold]meshkit demo[/]: 3 instances of 'catalog' on {', '.join(str(p) for _, p in addresses)}"
     )

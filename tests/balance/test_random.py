@@ -27,3 +27,15 @@ def test_same_seed_same_picks() -> None:
 
     assert picks(3) == picks(3)
     assert picks(3) != picks(4)
+
+
+class AtTheTop(random.Random):
+    """As if `random() * total` had been rounded up to `total` itself."""
+
+    def random(self) -> float:
+        return 1.0
+
+
+def test_a_draw_rounded_up_to_the_total_still_lands_on_a_weighted_instance() -> None:
+    endpoints = fleet(3, weights=[3, 5, 0])
+    assert WeightedRandom(AtTheTop()).pick(endpoints, request()).id == "i1"

@@ -9,10 +9,15 @@ seeded `random.Random` makes a test's sequence of picks fixed.
 from __future__ import annotations
 
 import random
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from itertools import accumulate
+from operator import attrgetter
 
 from meshkit.balance.picker import nothing_to_pick
 from meshkit.types import Request, ServiceInstance
+
+_weight = attrgetter("weight")
 
 
 class WeightedRandom:
@@ -22,17 +27,12 @@ class WeightedRandom:
         self.rng = rng
 
     def pick(self, endpoints: Sequence[ServiceInstance], request: Request) -> ServiceInstance:
-        total = 0
-        for inst in endpoints:
-            total += inst.weight
-        if total <= 0:
+        cumulative = list(accumulate(map(_weight, endpoints)))
+        if not cumulative or cumulative[-1] <= 0:
             raise nothing_to_pick(request)
-        point = self.rng.random() * total
-        chosen = endpoints[0]
-        for inst in endpoints:
-            if inst.weight > 0:
-                chosen = inst
-                point -= inst.weight
-                if point < 0:
-                    break
-        return chosen
+        total = cumulative[-1]
+        # bisect_right skips weight-0 entries: their running total equals the one before.
+        i = bisect_right(cumulative, self.rng.random() * total)
+        if i == len(cumulative):  # float rounding reached the total: the last weighted entry
+            i = bisect_left(cumulative, total)
+        return endpoints[i]

@@ -43,22 +43,42 @@ def eligible(
     excluded: frozenset[str] = _NOTHING,
 ) -> Sequence[ServiceInstance]:
     """The instances a picker may choose from; raises `NoHealthyInstances` saying why if none."""
+    if candidates and _all_preferred(candidates, gates, excluded):
+        return candidates
+    return _filter(service, candidates, gates, excluded)
+
+
+def _all_preferred(
+    candidates: Sequence[ServiceInstance], gates: Sequence[Gate], excluded: frozenset[str]
+) -> bool:
+    """True when every candidate is preferred: the common case, checked with no allocation.
+
+    The loops are specialised for no gate and for one gate (the usual breaker gate), as the
+    per-candidate cost of a nested loop shows up at ten instances and a microsecond budget.
+    """
+    if excluded or len(gates) > 1:
+        for inst in candidates:
+            state = inst.state
+            if (state is not _HEALTHY and state is not _UNKNOWN) or inst.weight <= 0:
+                return False
+            if inst.service_id in excluded:
+                return False
+            for gate in gates:
+                if not gate(inst):
+                    return False
+        return True
+    if gates:
+        gate = gates[0]
+        for inst in candidates:
+            state = inst.state
+            if (state is not _HEALTHY and state is not _UNKNOWN) or inst.weight <= 0 or not gate(inst):
+                return False
+        return True
     for inst in candidates:
         state = inst.state
         if (state is not _HEALTHY and state is not _UNKNOWN) or inst.weight <= 0:
-            break
-        if excluded and inst.service_id in excluded:
-            break
-        for gate in gates:
-            if not gate(inst):
-                break
-        else:
-            continue
-        break
-    else:
-        if candidates:
-            return candidates
-    return _filter(service, candidates, gates, excluded)
+            return False
+    return True
 
 
 def _filter(

@@ -111,71 +111,97 @@ def record_error(span: Span, exc: BaseException) -> None:
     span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
 
 
-def _record_status(span: Span, status: int, extra: dict[str, Any] | None = None) -> None:
-    attributes: dict[str, Any] = {"http.response.status_code": status}
-    if extra:
-        attributes.update(extra)
-    if status >= 500:
-        attributes["error.type"] = str(status)
-        span.set_status(_ERROR)
-    span.set_attributes(attributes)
-
-
 class CallSpanLayer:
     """One CLIENT span per logical call, retries included; writes the trace id to request.context."""
 
-    __slots__ = ("_extract", "_names", "_propagator", "_tracer", "inner")
+    __slots__ = ("_extract", "_names", "_propagator", "_sink", "inner")
 
     def __init__(self, inner: Service, *, tracer: Tracer, extract_from_headers: bool = False) -> None:
         self.inner = inner
-        self._tracer = tracer.tracer
+        self._sink = tracer.sink
         self._propagator = tracer.propagator
         self._extract = extract_from_headers  # /call and the sidecar continue a trace the caller sent
         self._names: dict[str, str] = {}
 
-    def _name(self, service: str) -> str:
-        name = self._names.get(service)
-        if name is None:
-            name = f"call {service}"
-            if len(self._names) < _NAME_CACHE_LIMIT:
-                self._names[service] = name
-        return name
-
     async def __call__(self, request: Request) -> Response:
-        parent: Context | None = None
-        if self._extract:
-            found = self._propagator.extract_span_context(request.headers)
-            if found is not None:
-                parent = trace.set_span_in_context(trace.NonRecordingSpan(found))
-        attributes = {
-            "meshkit.service": request.service,
-            "http.request.method": request.method,
-            "url.path": request.path,
-        }
-        span = self._tracer.start_span(
-            self._name(request.service),
-            context=parent,
-            kind=SpanKind.CLIENT,
-            attributes=attributes,
-            record_exception=False,
-            set_status_on_exception=False,
-        )
+        parent = self._propagator.extract_span_context(request.headers) if self._extract else None
+        if parent is None:
+            parent = trace.get_current_span().get_span_context()  # a server span, when there is one
+        span = self._sink.start(_name(self._names, "call ", request.service), parent)
         ctx = request.context
-        ctx[TRACE_ID_KEY] = f"{span.get_span_context().trace_id:032x}"
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        ctx[TRACE_ID_KEY] = f"{span.trace_id:032x}"
+        ctx[CALL_SPAN_KEY] = span
+        sampled = span.trace_flags & SAMPLED
+        if sampled:
+            span.attributes = {
+                "meshkit.service": request.service,
+                "http.request.method": request.method,
+                "url.path": request.path,
+            }
         try:
             response = await self.inner(request)
-            if span.is_recording():
-                _record_status(span, response.status, {"meshkit.retries": _retries(request)})
+            if sampled:
+                _record_status(span, response.status)
+                span.attributes["meshkit.retries"] = _retries(request)
             return response
         except BaseException as exc:
-            if span.is_recording():
-                span.set_attribute("meshkit.retries", _retries(request))
-            record_error(span, exc)
+            if sampled:
+                span.attributes["meshkit.retries"] = _retries(request)
+                _record_failure(span, exc)
             raise
         finally:
-            otel_context.detach(token)
             span.end()
+
+
+class AttemptSpanLayer:
+    """One CLIENT span per attempt, child of the call span; sends this span's trace headers."""
+
+    __slots__ = ("_names", "_propagator", "_sink", "inner")
+
+    def __init__(self, inner: Service, *, tracer: Tracer) -> None:
+        self.inner = inner
+        self._sink = tracer.sink
+        self._propagator = tracer.propagator
+        self._names: dict[str, str] = {}
+
+    async def __call__(self, request: Request) -> Response:
+        ctx = request.context
+        attempt = ctx.get(ATTEMPTS_KEY, 0)
+        ctx[ATTEMPTS_KEY] = attempt + 1
+        parent = ctx.get(CALL_SPAN_KEY)
+        if parent is None:
+            parent = trace.get_current_span().get_span_context()
+        span = self._sink.start(_name(self._names, "attempt ", request.service), parent)
+        sampled = span.trace_flags & SAMPLED
+        if sampled:
+            span.attributes = _attempt_attributes(request, attempt)
+        original = request.headers
+        headers = original.copy()  # the caller's headers stay as they were
+        self._propagator.inject_ids(
+            headers, span.trace_id, span.span_id, span.trace_flags, span.parent_span_id, span.trace_state
+        )
+        request.headers = headers
+        try:
+            response = await self.inner(request)
+            if sampled:
+                _record_status(span, response.status)
+            return response
+        except BaseException as exc:
+            if sampled:
+                _record_failure(span, exc)
+            raise
+        finally:
+            request.headers = original
+            span.end()
+
+
+def _name(cache: dict[str, str], prefix: str, service: str) -> str:
+    name = cache.get(service)
+    if name is None:
+        name = prefix + service
+        if len(cache) < _NAME_CACHE_LIMIT:
+            cache[service] = name
+    return name
 
 
 def _retries(request: Request) -> int:
@@ -183,51 +209,20 @@ def _retries(request: Request) -> int:
     return request.attempt if attempts is None else max(attempts - 1, 0)
 
 
-class AttemptSpanLayer:
-    """One CLIENT span per attempt, child of the call span; sends this span's trace headers."""
+def _record_status(span: ClientSpan, status: int) -> None:
+    span.attributes["http.response.status_code"] = status
+    if status >= 500:
+        span.attributes["error.type"] = str(status)
+        span.set_error()
 
-    __slots__ = ("_names", "_propagator", "_tracer", "inner")
 
-    def __init__(self, inner: Service, *, tracer: Tracer) -> None:
-        self.inner = inner
-        self._tracer = tracer.tracer
-        self._propagator = tracer.propagator
-        self._names: dict[str, str] = {}
-
-    def _name(self, service: str) -> str:
-        name = self._names.get(service)
-        if name is None:
-            name = f"attempt {service}"
-            if len(self._names) < _NAME_CACHE_LIMIT:
-                self._names[service] = name
-        return name
-
-    async def __call__(self, request: Request) -> Response:
-        ctx = request.context
-        attempt = ctx.get(ATTEMPTS_KEY, 0)
-        ctx[ATTEMPTS_KEY] = attempt + 1
-        span = self._tracer.start_span(
-            self._name(request.service),
-            kind=SpanKind.CLIENT,
-            attributes=_attempt_attributes(request, attempt),
-            record_exception=False,
-            set_status_on_exception=False,
-        )
-        original = request.headers
-        headers = original.copy()  # the caller's headers stay as they were
-        self._propagator.inject_span(headers, span)
-        request.headers = headers
-        try:
-            response = await self.inner(request)
-            if span.is_recording():
-                _record_status(span, response.status)
-            return response
-        except BaseException as exc:
-            record_error(span, exc)
-            raise
-        finally:
-            request.headers = original
-            span.end()
+def _record_failure(span: ClientSpan, exc: BaseException) -> None:
+    if isinstance(exc, asyncio.CancelledError):  # a lost hedge, a caller gone: noted, not an error
+        span.attributes["meshkit.cancelled"] = True
+        return
+    span.record_exception(exc)
+    span.attributes["error.type"] = type(exc).__qualname__
+    span.set_error(f"{type(exc).__name__}: {exc}")
 
 
 def _attempt_attributes(request: Request, attempt: int) -> dict[str, Any]:

@@ -32,7 +32,7 @@ def sample_request() -> bytes:
             ],
         }
     )
-    return request.SerializeToString()
+    return bytes(request.SerializeToString())
 
 
 def otlp_json(body: bytes) -> bytes:
