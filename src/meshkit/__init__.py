@@ -3,6 +3,7 @@
 The public names live here; modules behind them may move.
 """
 
+from meshkit.client import MeshClient, default_stack
 from meshkit.clock import FakeClock, SystemClock
 from meshkit.errors import (
     CircuitOpen,
@@ -15,11 +16,13 @@ from meshkit.errors import (
     RetryBudgetExhausted,
     TransportError,
 )
+from meshkit.mesh import ServiceMesh, ServiceRequest
 from meshkit.outcome import Outcome, classify
 from meshkit.service import Service, service_fn
 from meshkit.stack import Layer, Stack
 from meshkit.transport import AiohttpTransport, MockTransport, Transport
 from meshkit.types import (
+    HealthCheck,
     LoadBalancerStrategy,
     Request,
     Response,
@@ -36,8 +39,10 @@ __all__ = [
     "ConnectionReset",
     "DeadlineExceeded",
     "FakeClock",
+    "HealthCheck",
     "Layer",
     "LoadBalancerStrategy",
+    "MeshClient",
     "MeshError",
     "MockTransport",
     "NoHealthyInstances",
@@ -48,6 +53,8 @@ __all__ = [
     "RetryBudgetExhausted",
     "Service",
     "ServiceInstance",
+    "ServiceMesh",
+    "ServiceRequest",
     "ServiceState",
     "Stack",
     "SystemClock",
@@ -55,5 +62,6 @@ __all__ = [
     "TransportError",
     "__version__",
     "classify",
+    "default_stack",
     "service_fn",
 ]

@@ -19,6 +19,8 @@ from meshkit.clock import SYSTEM_CLOCK, Clock
 from meshkit.discovery import DiscoveryLayer, Resolver, StaticResolver
 from meshkit.events import EventBus
 from meshkit.interceptors import InterceptorLayer, Interceptors, RequestInterceptor, ResponseInterceptor
+from meshkit.observe.metrics import MeshMetrics, MetricsLayer
+from meshkit.observe.tracing import AttemptSpanLayer, CallSpanLayer, Tracer
 from meshkit.resilience.breaker import BreakerLayer, BreakerPolicy, BreakerSet
 from meshkit.resilience.budget import RetryBudget
 from meshkit.resilience.deadline import DeadlineLayer
@@ -66,12 +68,17 @@ def default_stack(
     retry: RetryPolicy | None = None,
     timeout: float | None = 30.0,
     hash_header: str | None = None,
-    extra: Iterable[tuple[str, Any, str]] = (),
+    tracer: Tracer | None = None,
+    metrics: MeshMetrics | None = None,
 ) -> Stack:
     """The client stack, pushed bottom-up (each push wraps everything pushed before it)."""
     stack = Stack()
     # load: innermost, so the latency it feeds to the balancer is the instance's own.
     stack.push("load", partial(LoadLayer, tracker=parts.load), "in-flight and peak-EWMA latency per instance")
+    if tracer is not None:
+        # attempt span: one per try, beneath the balancer so it names the instance; it also
+        # writes the trace headers for this attempt.
+        stack.push("trace-attempt", partial(AttemptSpanLayer, tracer=tracer), "one span per attempt")
     # outlier: sees every attempt's outcome and ejects instances that keep failing.
     stack.push(
         "outlier", partial(OutlierLayer, detector=parts.outliers), "passive ejection of failing instances"
@@ -96,8 +103,12 @@ def default_stack(
     stack.push(
         "interceptors", partial(InterceptorLayer, interceptors=parts.interceptors), "user interceptors"
     )
-    for role, layer_factory, description in extra:
-        stack.push(role, layer_factory, description)
+    if tracer is not None:
+        # call span: above everything but metrics, so it covers retries and interceptors.
+        stack.push("trace", partial(CallSpanLayer, tracer=tracer), "one span per call")
+    if metrics is not None:
+        # metrics: outermost, so a call is counted once, with its final status and full time.
+        stack.push("metrics", partial(MetricsLayer, metrics=metrics, clock=parts.clock), "Prometheus metrics")
     return stack
 
 
@@ -118,6 +129,8 @@ class MeshClient:
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
         bus: EventBus | None = None,
+        tracer: Tracer | None = None,
+        metrics: MeshMetrics | None = None,
     ) -> None:
         self.strategy = LoadBalancerStrategy.parse(strategy)
         self._timeout = _positive(timeout, "timeout")

@@ -81,6 +81,11 @@ class RetryPolicy:
         return status in self.retry_statuses or (self.retry_all_5xx and status >= 500)
 
 
+MAX_ATTEMPTS_KEY = (
+    "retry.max_attempts"  # request.context override: this call's attempts (the seed's retry_count + 1)
+)
+
+
 class RetryLayer:
     __slots__ = ("budget", "bus", "clock", "inner", "policy", "rng")
 
@@ -131,7 +136,7 @@ class RetryLayer:
         """Decide on one more attempt; if yes, prepare the request for it and wait the backoff."""
         policy = self.policy
         attempt = request.attempt
-        if attempt + 1 >= policy.max_attempts:
+        if attempt + 1 >= request.context.get(MAX_ATTEMPTS_KEY, policy.max_attempts):
             return False
         delay = full_jitter(attempt, base=policy.base_delay, cap=policy.max_delay, rng=self.rng)
         if request.deadline is not None and self.clock.monotonic() + delay >= request.deadline:
