@@ -93,7 +93,7 @@ def test_ring_is_built_once_per_membership() -> None:
 
 
 def test_ring_points_follow_weight() -> None:
-    ring = HashRing((("a", 100), ("b", 50), ("c", 0)), replicas=10)
+    ring = HashRing((("a", "b", "c"), (100, 50, 0)), replicas=10)
     assert Counter(ring.owners) == {0: 10, 1: 5}
 
 

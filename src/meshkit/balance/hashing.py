@@ -23,6 +23,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Sequence
 from hashlib import blake2b
+from operator import attrgetter
 
 from meshkit.balance.picker import Picker, nothing_to_pick
 from meshkit.balance.round_robin import RoundRobin
@@ -30,7 +31,9 @@ from meshkit.types import Request, ServiceInstance
 
 DEFAULT_REPLICAS = 160  # points per instance of weight 100 (Ketama uses 160 per server)
 _MAX_RINGS = 16
-Membership = tuple[tuple[str, int], ...]
+Membership = tuple[tuple[str, ...], tuple[int, ...]]  # (ids, weights), in endpoint order
+_id = attrgetter("service_id")
+_weight = attrgetter("weight")
 
 
 def hash64(key: str) -> int:
@@ -44,7 +47,7 @@ class HashRing:
 
     def __init__(self, membership: Membership, replicas: int = DEFAULT_REPLICAS) -> None:
         points: list[tuple[int, int]] = []
-        for index, (iid, weight) in enumerate(membership):
+        for index, (iid, weight) in enumerate(zip(*membership, strict=True)):
             if weight <= 0:
                 continue
             for replica in range(max(1, round(replicas * weight / 100))):
@@ -99,7 +102,7 @@ class RingHash:
         """The ring for this membership, built once and then reused."""
         if endpoints is self._last and self._last_ring is not None:
             return self._last_ring
-        membership = tuple((inst.service_id, inst.weight) for inst in endpoints)
+        membership = (tuple(map(_id, endpoints)), tuple(map(_weight, endpoints)))
         ring = self._rings.get(membership)
         if ring is None:
             if len(self._rings) >= _MAX_RINGS:

@@ -87,26 +87,60 @@ def _filter(
     gates: Sequence[Gate],
     excluded: frozenset[str],
 ) -> Sequence[ServiceInstance]:
-    """The slow path: sort candidates into tiers and return the best non-empty one."""
-    healthy: list[ServiceInstance] = []
-    degraded: list[ServiceInstance] = []
-    healthy_tried: list[ServiceInstance] = []
-    degraded_tried: list[ServiceInstance] = []
+    """The filtering path: sort candidates into tiers and return the best non-empty one.
+
+    Tiers, best first: healthy untried, degraded untried, healthy tried, degraded tried.
+    """
+    best: list[ServiceInstance] = []
+    rest: tuple[list[ServiceInstance], ...] = ()  # the other three tiers, made when first needed
+    for inst in candidates:
+        state = inst.state
+        if state is _UNHEALTHY:
+            continue
+        if inst.weight <= 0:
+            _check_weight(inst)
+            continue
+        for gate in gates:
+            if not gate(inst):
+                break
+        else:
+            tier = 1 if state is _DEGRADED else 0
+            if excluded and inst.service_id in excluded:
+                tier += 2
+            if not tier:
+                best.append(inst)
+                continue
+            if not rest:
+                rest = ([], [], [])
+            rest[tier - 1].append(inst)
+    if best:
+        return best
+    for others in rest:
+        if others:
+            return others
+    raise NoHealthyInstances(service, _explain(candidates, gates))
+
+
+def _check_weight(inst: ServiceInstance) -> None:
+    if inst.weight < 0:  # ServiceInstance rejects this; only a later assignment gets here
+        raise ValueError(
+            f"weight: must be an integer >= 0 (0 means never picked), got {inst.weight!r} "
+            f"for instance {inst.service_id!r}"
+        )
+
+
+def _explain(candidates: Sequence[ServiceInstance], gates: Sequence[Gate]) -> str:
+    """Why nothing was left: '3 instances: 2 unhealthy, 1 circuit open'."""
+    if not candidates:
+        return "no instance is registered"
     rejected: dict[str, int] = {}
     for inst in candidates:
         reason = _rejection(inst, gates)
         if reason is not None:
             rejected[reason] = rejected.get(reason, 0) + 1
-            continue
-        tried = inst.service_id in excluded
-        if inst.state is _DEGRADED:
-            (degraded_tried if tried else degraded).append(inst)
-        else:
-            (healthy_tried if tried else healthy).append(inst)
-    for tier in (healthy, degraded, healthy_tried, degraded_tried):
-        if tier:
-            return tier
-    raise NoHealthyInstances(service, _describe(len(candidates), rejected))
+    noun = "instance" if len(candidates) == 1 else "instances"
+    reasons = ", ".join(f"{count} {reason}" for reason, count in rejected.items())
+    return f"{len(candidates)} {noun}: {reasons}"
 
 
 def _rejection(inst: ServiceInstance, gates: Sequence[Gate]) -> str | None:
@@ -114,11 +148,6 @@ def _rejection(inst: ServiceInstance, gates: Sequence[Gate]) -> str | None:
     if inst.state is _UNHEALTHY:
         return "unhealthy"
     if inst.weight <= 0:
-        if inst.weight < 0:  # ServiceInstance rejects this; only a later assignment gets here
-            raise ValueError(
-                f"weight: must be an integer >= 0 (0 means never picked), got {inst.weight!r} "
-                f"for instance {inst.service_id!r}"
-            )
         return "drained (weight 0)"
     for gate in gates:
         if not gate(inst):
@@ -133,11 +162,3 @@ def gate_reason(gate: Gate) -> str:
         return reason
     name = getattr(gate, "__qualname__", None) or type(gate).__qualname__
     return f"rejected by {name}"
-
-
-def _describe(total: int, rejected: dict[str, int]) -> str:
-    if total == 0:
-        return "no instance is registered"
-    noun = "instance" if total == 1 else "instances"
-    reasons = ", ".join(f"{count} {reason}" for reason, count in rejected.items())
-    return f"{total} {noun}: {reasons}"
