@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from multidict import CIMultiDict
 
 from meshkit.client import MeshClient
 from meshkit.clock import SYSTEM_CLOCK, Clock
@@ -75,7 +76,7 @@ class ServiceRequest:
                 body = orjson.dumps(body)
                 headers.setdefault("Content-Type", "application/json")
         request = Request(
-            self.method, self.path, headers, body, service=self.service_name, timeout=self.timeout
+            self.method, self.path, CIMultiDict(headers), body, service=self.service_name, timeout=self.timeout
         )
         request.hash_key = self.hash_key
         request.context[MAX_ATTEMPTS_KEY] = self.retry_count + 1
