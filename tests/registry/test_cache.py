@@ -26,7 +26,7 @@ async def cache(
     request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
 ) -> AsyncIterator[CachedRegistry]:
     registry = EmbeddedRegistry(tmp_path if request.param == "sqlite" else None, clock=clock)
-    cached = CachedRegistry(registry, clock=clock, rng=random.Random(1))
+    cached = CachedRegistry(registry, clock=clock, rng=random.Random(1), owns_registry=True)
     await cached.start()
     yield cached
     await cached.close()
@@ -114,7 +114,9 @@ async def test_retries_back_off_exponentially_with_full_jitter(clock: FakeClock)
 
 async def test_polling_mode_reports_age_and_refreshes(tmp_path: Path, clock: FakeClock) -> None:
     registry = EmbeddedRegistry(None, clock=clock)
-    cache = CachedRegistry(registry, clock=clock, rng=random.Random(1), use_watch=False, refresh_interval=5.0)
+    cache = CachedRegistry(
+        registry, clock=clock, rng=random.Random(1), use_watch=False, refresh_interval=5.0, owns_registry=True
+    )
     await cache.start()
     await cache.discover("users")
     await registry.register(inst(port=1))
@@ -128,7 +130,7 @@ async def test_polling_mode_reports_age_and_refreshes(tmp_path: Path, clock: Fak
 
 
 async def test_is_a_resolver_and_caps_followed_services(clock: FakeClock) -> None:
-    cache = CachedRegistry(EmbeddedRegistry(clock=clock), clock=clock, max_services=3)
+    cache = CachedRegistry(EmbeddedRegistry(clock=clock), clock=clock, max_services=3, owns_registry=True)
     await cache.start()
     assert isinstance(cache, Resolver)
     for name in ("a", "b", "c", "d"):
@@ -142,3 +144,14 @@ def test_constructor_checks_its_arguments() -> None:
         CachedRegistry(EmbeddedRegistry(), max_backoff=0)
     with pytest.raises(ValueError, match=r"^max_services:"):
         CachedRegistry(EmbeddedRegistry(), max_services=0)
+
+
+async def test_does_not_own_the_registry_unless_told(clock: FakeClock) -> None:
+    registry = EmbeddedRegistry(clock=clock)
+    await registry.start()
+    cache = CachedRegistry(registry, clock=clock)
+    await cache.start()
+    await cache.discover("users")
+    await cache.close()
+    assert await registry.services() == {}  # still running: closing the cache left it alone
+    await registry.close()

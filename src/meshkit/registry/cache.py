@@ -53,6 +53,7 @@ class CachedRegistry:
         base_backoff: float = 0.1,
         use_watch: bool = True,
         max_services: int = 10_000,
+        owns_registry: bool = False,
     ) -> None:
         for name, value in (
             ("refresh_interval", refresh_interval),
@@ -71,6 +72,7 @@ class CachedRegistry:
         self._base_backoff = base_backoff
         self._use_watch = use_watch
         self._max_services = max_services
+        self._owns_registry = owns_registry
         self._entries: dict[str, _Entry] = {}
         self._down = False
 
@@ -80,16 +82,19 @@ class CachedRegistry:
         return not self._down
 
     async def start(self) -> None:
-        await self.registry.start()
+        """Start the registry underneath only if this cache owns it (`owns_registry=True`)."""
+        if self._owns_registry:
+            await self.registry.start()
 
     async def close(self) -> None:
-        """Stop following (the cache is emptied) and close the registry underneath."""
+        """Stop following (the cache is emptied); close the registry too if this cache owns it."""
         tasks = [e.task for e in self._entries.values() if e.task is not None]
         self._entries.clear()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self.registry.close()
+        if self._owns_registry:
+            await self.registry.close()
 
     # -- reads: from memory, falling back to the registry for a service not yet cached
 

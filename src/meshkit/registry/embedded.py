@@ -1,11 +1,8 @@
 """EmbeddedRegistry: the default registry, in-process, persisted to SQLite in a data directory.
 
-Writes are queued and one writer task commits them in batches (group commit, as databases
-have done since IMS Fast Path): whatever queued while the last transaction was being
-committed goes into the next one, so N concurrent registrations share one fsync. A caller's
-future is resolved only after its batch is committed, and the in-memory index, which serves
-every read, is updated at that moment too: a reader never sees a write that could still be
-lost. `data_dir=None` keeps everything in memory (tests, `ServiceMesh()` with no arguments).
+Writes go through a group-commit writer (writer.py) and are acknowledged only once their
+batch is committed; the in-memory index, which serves every read, is updated at that
+moment too, so a reader never sees a write that could still be lost. `data_dir=None` keeps everything in memory (tests, `ServiceMesh()` with no arguments).
 
 Expiry follows Consul: an instance with a `ttl` that misses its heartbeats expires, and an
 instance that stays UNHEALTHY ("critical") longer than `deregister_critical_after` (the
@@ -17,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import AsyncGenerator
 from dataclasses import replace
 from pathlib import Path
@@ -32,17 +28,11 @@ from meshkit.registry.expiry import ExpiryTracker
 from meshkit.registry.index import InstanceIndex
 from meshkit.registry.store import SqliteStore, Synchronous
 from meshkit.registry.validation import validate_instance
+from meshkit.registry.writer import GroupCommitWriter, Op
 from meshkit.types import ServiceInstance, ServiceState, validate_service_name
 
 log = logging.getLogger(__name__)
 MAX_SETTING_BYTES = 1 << 20
-
-
-class _Op:
-    __slots__ = ("future", "key", "kind", "value")
-
-    def __init__(self, kind: str, key: str, value: Any, future: asyncio.Future[Any]) -> None:
-        self.kind, self.key, self.value, self.future = kind, key, value, future
 
 
 class EmbeddedRegistry:
@@ -70,16 +60,14 @@ class EmbeddedRegistry:
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self._store = SqliteStore(self.data_dir, synchronous) if self.data_dir is not None else None
         self._clock = clock
-        self._batch_max = batch_max
         self._reap_interval = reap_interval
         self._address_policy = address_policy
         self._index = InstanceIndex()
         self._expiry = ExpiryTracker(clock, deregister_critical_after)
         self._settings: dict[str, bytes] = {}
-        self._queue: deque[_Op] = deque()
-        self._work = asyncio.Event()
+        self._writer = GroupCommitWriter(self._commit, batch_max)
+        self._reaper: asyncio.Task[None] | None = None
         self._open = False
-        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def revision(self) -> int:
@@ -94,17 +82,18 @@ class EmbeddedRegistry:
             self._settings = loaded.settings
         self._expiry.reset(self._index.by_id.values())
         self._open = True
-        self._tasks = [asyncio.create_task(self._write_loop()), asyncio.create_task(self._reap_loop())]
+        self._writer.start()
+        self._reaper = asyncio.create_task(self._reap_loop())
 
     async def close(self) -> None:
         """Refuse new writes, commit the queued ones, stop, and end every watch."""
         if not self._open:
             return
         self._open = False
-        writer, reaper = self._tasks
-        reaper.cancel()
-        self._work.set()
-        await asyncio.gather(writer, reaper, return_exceptions=True)
+        if self._reaper is not None:
+            self._reaper.cancel()
+            await asyncio.gather(self._reaper, return_exceptions=True)
+        await self._writer.stop()
         if self._store is not None:
             await self._store.close()
         self._index.wake_all()
@@ -229,35 +218,14 @@ class EmbeddedRegistry:
 
     def _submit(self, kind: str, key: str, value: Any) -> asyncio.Future[Any]:
         self._check_open()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Op(kind, key, value, future))
-        self._work.set()
-        return future
+        return self._writer.submit(kind, key, value)
 
-    async def _write_loop(self) -> None:
-        while True:
-            await self._work.wait()
-            if not self._queue:
-                if not self._open:
-                    return
-                self._work.clear()
-                continue
-            batch = [self._queue.popleft() for _ in range(min(self._batch_max, len(self._queue)))]
-            try:
-                await self._commit(batch)
-            except Exception as e:  # never let the writer die: fail this batch, keep serving
-                log.exception("registry commit failed")
-                error = RegistryUnavailable(f"registry commit failed: {e}")
-                for op in batch:
-                    if not op.future.done():
-                        op.future.set_exception(error)
-
-    async def _commit(self, batch: list[_Op]) -> None:
+    async def _commit(self, batch: list[Op]) -> None:
         now = self._clock.monotonic()
         index = self._index
         overlay: dict[str, ServiceInstance | None] = {}
         settings: dict[str, bytes] = {}
-        changes: list[tuple[_Op, ServiceInstance | None, int]] = []
+        changes: list[tuple[Op, ServiceInstance | None, int]] = []
         results: list[Any] = []
         revision = index.revision
         for op in batch:
@@ -285,7 +253,7 @@ class EmbeddedRegistry:
                 op.future.set_result(result)
 
     def _plan(
-        self, op: _Op, current: ServiceInstance | None, now: float, settings: dict[str, bytes]
+        self, op: Op, current: ServiceInstance | None, now: float, settings: dict[str, bytes]
     ) -> tuple[ServiceInstance | None, Any]:
         """What `op` does to `current`: (the new record, or `current` for no change; the result)."""
         if op.kind == "put":
