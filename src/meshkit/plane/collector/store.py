@@ -6,7 +6,8 @@ one transaction. Retention is incremental and cheap: spans older than `max_age` 
 at the door or deleted a bounded batch at a time by start-time index, and past `max_spans`
 the oldest-inserted spans go by rowid range; every removal is counted in `dropped_spans`.
 
-SQLite work runs on a dedicated writer thread and, for a file store in WAL mode, a separate
+SQLite work runs on a dedicated writer thread (concurrent exports share a transaction, see
+`commit.py`) and, for a file store in WAL mode, a separate
 reader thread with its own connection, so ingest never blocks the event loop and searches
 read a consistent snapshot while a write is in flight (SQLite's WAL: readers do not block
 the writer, nor the writer readers). An in-memory store (`path=None`) shares one thread.
@@ -24,6 +25,7 @@ from typing import TypeVar
 import orjson
 
 from meshkit.clock import SYSTEM_CLOCK, Clock
+from meshkit.plane.collector.commit import GroupCommit
 from meshkit.plane.collector.errors import StoreUnavailable
 from meshkit.plane.collector.record import SpanRecord
 
@@ -73,12 +75,15 @@ class SpanStore:
         max_age: float = 7 * DAY,
         max_spans: int = 1_000_000,
         expire_batch: int = 10_000,
+        max_pending_spans: int = 200_000,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if not max_age > 0:
             raise ValueError(f"max_age: must be a number of seconds > 0, got {max_age!r}")
         if isinstance(max_spans, bool) or not isinstance(max_spans, int) or max_spans < 1:
             raise ValueError(f"max_spans: must be an integer >= 1, got {max_spans!r}")
+        if max_pending_spans < 1:
+            raise ValueError(f"max_pending_spans: must be an integer >= 1, got {max_pending_spans!r}")
         if expire_batch < 1:
             raise ValueError(f"expire_batch: must be an integer >= 1, got {expire_batch!r}")
         self.path = Path(path) if path is not None else None
@@ -98,6 +103,7 @@ class SpanStore:
             self._read = self._connect()
             self._read.execute("PRAGMA query_only = 1")
         self._count = int(self._write.execute("SELECT COUNT(*) FROM spans").fetchone()[0])
+        self._group = GroupCommit(self.write_groups, self._writer_pool, max_pending=max_pending_spans)
         self._closed = False
 
     def _connect(self) -> sqlite3.Connection:
@@ -118,13 +124,13 @@ class SpanStore:
         return self._count
 
     async def insert(self, records: Sequence[SpanRecord]) -> int:
-        """Store one export's spans in one transaction, off the event loop.
+        """Store one export's spans, off the event loop; returns how many were new.
 
-        Returns how many were new: a span already stored (same trace and span id, as an
-        exporter's retry sends) is ignored, by the unique index on (trace_id, span_id).
+        Concurrent exports share one transaction (`GroupCommit`). A span already stored
+        (same trace and span id, as an exporter's retry sends) is ignored, by the unique
+        index on (trace_id, span_id). Raises `StoreUnavailable` (503) when the writer is behind.
         """
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer_pool, self.insert_sync, records)
+        return await self._group.submit(records)
 
     def insert_blocking(self, records: Sequence[SpanRecord]) -> int:
         """`insert` for threads outside the event loop (the OpenTelemetry SDK's export thread)."""
@@ -132,13 +138,21 @@ class SpanStore:
 
     def insert_sync(self, records: Sequence[SpanRecord]) -> int:
         """Insert on the calling thread; only the writer thread (or a benchmark) calls this."""
+        return self.write_groups([records])[0]
+
+    def write_groups(self, groups: list[Sequence[SpanRecord]]) -> list[int]:
+        """Write several exports in one transaction, then apply retention; new spans per export."""
         cutoff = int((self.clock.time() - self.max_age) * 1e9)
-        rows = [span_row(r) for r in records if r.start_ns >= cutoff]
         conn = self._write
+        counts = []
+        refused = 0
         try:
             conn.execute("BEGIN")
-            inserted = conn.executemany(INSERT, rows).rowcount
-            self._count += inserted
+            for records in groups:
+                rows = [span_row(r) for r in records if r.start_ns >= cutoff]
+                refused += len(records) - len(rows)
+                counts.append(conn.executemany(INSERT, rows).rowcount if rows else 0)
+            self._count += sum(counts)
             expired = self._expire(cutoff)
             evicted = self._evict()
             conn.execute("COMMIT")
@@ -147,9 +161,9 @@ class SpanStore:
                 conn.execute("ROLLBACK")
             self._count = int(conn.execute("SELECT COUNT(*) FROM spans").fetchone()[0])
             raise StoreUnavailable(f"span store: {exc}") from exc
-        self.dropped_by_age += len(records) - len(rows) + expired
+        self.dropped_by_age += refused + expired
         self.dropped_by_size += evicted
-        return inserted
+        return counts
 
     def _expire(self, cutoff: int) -> int:
         deleted = self._write.execute(
@@ -170,8 +184,11 @@ class SpanStore:
         return deleted
 
     async def expire(self) -> int:
-        """Apply age retention now (the plane may call this on a timer when no spans arrive)."""
-        return await self.insert([])
+        """Apply age retention now (the plane may call this on a timer when no spans arrive);
+        returns how many spans aged out (at most `expire_batch` a call)."""
+        before = self.dropped_by_age
+        await self.insert([])
+        return self.dropped_by_age - before
 
     async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         """Run `query(connection)` on the reader thread and return its result."""
