@@ -20,6 +20,7 @@ OpenTelemetry's own `W3CBaggagePropagator` (after a size and ASCII check);
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -244,29 +245,60 @@ class MeshPropagator(TextMapPropagator):
         """Write `span`'s ids (and the baggage of `context`, default current) into `carrier`."""
         sc = span.get_span_context()
         if sc.is_valid:
-            tid, sid, flags = f"{sc.trace_id:032x}", f"{sc.span_id:016x}", sc.trace_flags & 0xFF
-            sampled = "1" if flags & 1 else "0"
             parent: SpanContext | None = getattr(span, "parent", None)
-            if self._w3c:
-                setter.set(carrier, TRACEPARENT, f"00-{tid}-{sid}-{flags:02x}")
-                if sc.trace_state:
-                    setter.set(carrier, TRACESTATE, sc.trace_state.to_header())
-            if self._b3:
-                setter.set(carrier, B3_SINGLE, f"{tid}-{sid}-{sampled}")
-            if self._b3multi:
-                setter.set(carrier, B3_TRACE_ID, tid)
-                setter.set(carrier, B3_SPAN_ID, sid)
-                setter.set(carrier, B3_SAMPLED, sampled)
-                if parent is not None:
-                    setter.set(carrier, B3_PARENT_SPAN_ID, f"{parent.span_id:016x}")
-            if self._seed:
-                setter.set(carrier, SEED_TRACE_ID, tid)
-                setter.set(carrier, SEED_SPAN_ID, sid)
-                setter.set(carrier, SEED_TRACE_FLAGS, f"{flags:02x}")
-                if parent is not None:
-                    setter.set(carrier, SEED_PARENT_SPAN_ID, f"{parent.span_id:016x}")
+            parent_id = None if parent is None else parent.span_id
+            self._write_ids(
+                carrier, sc.trace_id, sc.span_id, sc.trace_flags, parent_id, sc.trace_state, setter
+            )
         if self._baggage:
             _BAGGAGE.inject(carrier, context, setter)
+
+    def inject_ids(
+        self,
+        headers: Any,
+        trace_id: int,
+        span_id: int,
+        flags: int,
+        parent_span_id: int | None = None,
+        trace_state: TraceState | None = None,
+    ) -> None:
+        """The data path's injection: ids straight into a multidict, then the current baggage."""
+        self._write_ids(headers, trace_id, span_id, flags, parent_span_id, trace_state, HEADERS_SETTER)
+        if self._baggage:
+            _BAGGAGE.inject(headers)
+
+    def _write_ids(
+        self,
+        carrier: Any,
+        trace_id: int,
+        span_id: int,
+        flags: int,
+        parent_span_id: int | None,
+        trace_state: TraceState | None,
+        setter: Setter[Any],
+    ) -> None:
+        put = carrier.__setitem__ if setter is HEADERS_SETTER else functools.partial(setter.set, carrier)
+        tid, sid, flags = f"{trace_id:032x}", f"{span_id:016x}", flags & 0xFF
+        sampled = "1" if flags & 1 else "0"
+        parent = None if parent_span_id is None else f"{parent_span_id:016x}"
+        if self._w3c:
+            put(TRACEPARENT, f"00-{tid}-{sid}-{flags:02x}")
+            if trace_state:
+                put(TRACESTATE, trace_state.to_header())
+        if self._b3:
+            put(B3_SINGLE, f"{tid}-{sid}-{sampled}")
+        if self._b3multi:
+            put(B3_TRACE_ID, tid)
+            put(B3_SPAN_ID, sid)
+            put(B3_SAMPLED, sampled)
+            if parent is not None:
+                put(B3_PARENT_SPAN_ID, parent)
+        if self._seed:
+            put(SEED_TRACE_ID, tid)
+            put(SEED_SPAN_ID, sid)
+            put(SEED_TRACE_FLAGS, f"{flags:02x}")
+            if parent is not None:
+                put(SEED_PARENT_SPAN_ID, parent)
 
 
 DEFAULT_PROPAGATOR = MeshPropagator()

@@ -7,11 +7,14 @@ exporters and the header propagator. The seed's names map onto OpenTelemetry's t
 `Span` is `opentelemetry.trace.Span` and `SpanContext` is `opentelemetry.trace.SpanContext`.
 
 `CallSpanLayer` sits outermost: its CLIENT span covers the whole call, retries included,
-and becomes the child of a server span running in the same task (contextvars).
+and is the child of the span current in the task (a server span, via contextvars).
 `AttemptSpanLayer` sits just above the transport: one CLIENT span per attempt, child of
 the call span, carrying the mesh's decisions that other layers left in `request.context`
 (keys below), and the propagation headers of this attempt go out on a copy of the headers.
 Errors are recorded on both; a 5xx is an error, a 4xx is the caller's (as `meshkit.outcome`).
+Both layers make `ClientSpan`s (see `meshkit.observe.spans`: the SDK's model and exporters
+at a fraction of its per-span cost); the call span reaches the attempt layer through
+`request.context[CALL_SPAN_KEY]` and is not made the current OpenTelemetry span.
 """
 
 from __future__ import annotations
@@ -20,16 +23,17 @@ import asyncio
 from collections.abc import Iterable
 from typing import Any
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from meshkit.observe.propagation import DEFAULT_PROPAGATOR, MeshPropagator
+from meshkit.observe.spans import SAMPLED, ClientSpan, SpanSink
 from meshkit.service import Service
 from meshkit.types import Request, Response, validate_service_name
 
@@ -38,19 +42,19 @@ SpanContext = trace.SpanContext  # the seed's SpanContext: trace id, span id, fl
 
 # request.context keys: written here, or read here when another layer wrote them.
 TRACE_ID_KEY = "trace_id"  # written by CallSpanLayer: the call's 32-hex trace id (the seed's field)
+CALL_SPAN_KEY = "meshkit.call_span"  # written by CallSpanLayer: its ClientSpan, the attempts' parent
 ATTEMPTS_KEY = "meshkit.attempts"  # written by AttemptSpanLayer: attempts started so far
 BALANCER_REASON_KEY = "balancer.reason"  # read: why the balancer chose this instance
 BREAKER_STATE_KEY = "breaker.state"  # read: the chosen instance's breaker state
 EJECTED_KEY = "outlier.ejected"  # read: instance ids (or a count) outlier detection has ejected
 
-_ERROR = Status(StatusCode.ERROR)
 _NAME_CACHE_LIMIT = 1024
 
 
 class Tracer:
     """Owns an SDK `TracerProvider` with a parent-based ratio sampler, its exporters and the propagator."""
 
-    __slots__ = ("propagator", "provider", "sample_ratio", "service_name", "tracer")
+    __slots__ = ("propagator", "provider", "sample_ratio", "service_name", "sink", "tracer")
 
     def __init__(
         self,
@@ -68,15 +72,19 @@ class Tracer:
         self.service_name = service_name
         self.sample_ratio = float(sample_ratio)
         self.propagator = propagator
+        pipeline = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
         self.provider = TracerProvider(
             resource=Resource.create({"service.name": service_name}),
             sampler=ParentBased(TraceIdRatioBased(self.sample_ratio)),
+            active_span_processor=pipeline,
         )
         for exporter in exporters:  # batched: export runs on a background thread, off the data path
             self.provider.add_span_processor(BatchSpanProcessor(exporter))
         for processor in processors:
             self.provider.add_span_processor(processor)
         self.tracer: trace.Tracer = self.provider.get_tracer("meshkit")
+        scope = InstrumentationScope("meshkit")
+        self.sink = SpanSink(pipeline, self.provider.resource, scope, self.sample_ratio)  # client spans
 
     def start_span(
         self, name: str, *, kind: SpanKind = SpanKind.INTERNAL, context: Context | None = None
@@ -238,6 +246,6 @@ def _attempt_attributes(request: Request, attempt: int) -> dict[str, Any]:
     if (state := ctx.get(BREAKER_STATE_KEY)) is not None:
         attributes["meshkit.breaker.state"] = str(state)
     if (ejected := ctx.get(EJECTED_KEY)) is not None:
-        value = ejected if isinstance(ejected, int) else [str(i) for i in ejected]
+        value = ejected if isinstance(ejected, int) else tuple(str(i) for i in ejected)
         attributes["meshkit.outlier.ejected"] = value
     return attributes
