@@ -12,7 +12,8 @@ import pytest
 from meshkit.clock import FakeClock
 from meshkit.discovery import Resolver
 from meshkit.errors import RegistryUnavailable
-from meshkit.registry import CachedRegistry, EmbeddedRegistry, Snapshot
+from meshkit.registry import CachedRegistry, EmbeddedRegistry, Snapshot, UnknownInstance
+from meshkit.types import ServiceState
 from tests.registry.conftest import inst
 
 
@@ -155,3 +156,22 @@ async def test_does_not_own_the_registry_unless_told(clock: FakeClock) -> None:
     await cache.close()
     assert await registry.services() == {}  # still running: closing the cache left it alone
     await registry.close()
+
+
+async def test_writes_pass_through_and_reads_see_them(cache: CachedRegistry) -> None:
+    await cache.discover("users")
+    record = await cache.register(inst(port=1))
+    await cache.heartbeat(record.id)
+    updated = await cache.set_state(record.id, ServiceState.HEALTHY)
+    assert updated is not None
+    snap = await cache.discover("users")
+    assert [i.state for i in snap.healthy] == [ServiceState.HEALTHY]  # read your writes, no wait
+    assert await cache.get(record.id) == record
+    assert await cache.all_instances() == [record]
+    assert await cache.deregister(record.id) is True
+    assert (await cache.instances("users")).instances == ()
+    assert await cache.deregister(record.id) is False
+    with pytest.raises(UnknownInstance):
+        await cache.heartbeat(record.id)
+    await cache.registry.close()
+    assert await cache.all_instances() == []  # the cache's view while the registry is down

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,25 @@ def test_constructor_checks_its_arguments() -> None:
         EmbeddedRegistry(deregister_critical_after=-1)
     with pytest.raises(ValueError, match=r"^synchronous:"):
         EmbeddedRegistry("/tmp/x", synchronous="OFF")  # type: ignore[arg-type]
+
+
+async def test_failed_commit_fails_the_batch_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with EmbeddedRegistry(tmp_path) as reg:
+        await reg.register(inst(port=1))
+        store = reg._store
+        assert store is not None
+        real_write = store.write
+
+        async def broken_write(*args: object) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(store, "write", broken_write)
+        with pytest.raises(RegistryUnavailable, match="disk I/O error"):
+            await reg.register(inst(port=2))
+        assert [i.port for i in await reg.all_instances()] == [1] and reg.revision == 1
+        monkeypatch.setattr(store, "write", real_write)
+        await reg.register(inst(port=3))  # the writer survived
+    async with EmbeddedRegistry(tmp_path) as reg:
+        assert sorted(i.port for i in await reg.all_instances()) == [1, 3]

@@ -2,7 +2,9 @@
 
 Writes go through a group-commit writer (writer.py) and are acknowledged only once their
 batch is committed; the in-memory index, which serves every read, is updated at that
-moment too, so a reader never sees a write that could still be lost. `data_dir=None` keeps everything in memory (tests, `ServiceMesh()` with no arguments).
+moment too, so a reader never sees a write that could still be lost. `data_dir=None`
+keeps everything in memory (tests, `ServiceMesh()` with no arguments) with the same
+behaviour. A write whose caller was cancelled may still be committed.
 
 Expiry follows Consul: an instance with a `ttl` that misses its heartbeats expires, and an
 instance that stays UNHEALTHY ("critical") longer than `deregister_critical_after` (the
