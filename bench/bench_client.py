@@ -18,6 +18,7 @@ the contenders (the order rotates each round) and keeps each one's median; the
 process's CPU time per request is printed too, the steadier figure when other
 processes steal the CPU ("x raw cpu" is the req/s ratio a CPU-bound client would
 reach). Every loop is bounded by time. Run: `.venv/bin/python bench/bench_client.py [--quick] [--json]`;
+`--ablate` measures meshkit with one layer out at a time (each layer's CPU per request);
 `--profile` runs raw aiohttp and meshkit under cProfile and prints where meshkit's
 extra time per request goes, module by module.
 """
@@ -30,11 +31,13 @@ import gc
 import json
 import pstats
 import signal
+import statistics
 import sys
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from importlib.metadata import version
 from typing import Any, cast
 
@@ -88,12 +91,14 @@ def raw_aiohttp(nginx: LocalNginx, concurrency: int) -> Contender:
     return Contender("raw aiohttp", "pooled ClientSession, baseline", start, call, close)
 
 
-def meshkit_client(nginx: LocalNginx, instances: int) -> Contender:
+def meshkit_client(nginx: LocalNginx, instances: int, without: Sequence[str] = ()) -> Contender:
     from meshkit import Request
     from meshkit.client import MeshClient
 
     addresses = nginx.addresses[:instances]
     client = MeshClient.static({SERVICE: addresses})
+    for role in without:  # ablation: the same client with some layers taken out
+        client.stack.remove(role)
     ports = {port for _, port in addresses}
 
     async def start() -> None:
@@ -110,8 +115,29 @@ def meshkit_client(nginx: LocalNginx, instances: int) -> Contender:
         resp = await client.call(Request("GET", "/", service=SERVICE))
         return resp.status == 200
 
-    note = f"default stack, {instances} instance{'s' if instances > 1 else ''}"
-    return Contender(f"meshkit x{instances}", note, start, call, client.aclose)
+    name = f"meshkit x{instances}" + "".join(f" -{role}" for role in without)
+    note = f"{'default stack' if not without else ', '.join(client.stack.roles)}, {instances} instance(s)"
+    return Contender(name, note, start, call, client.aclose)
+
+
+def meshkit_transport(nginx: LocalNginx) -> Contender:
+    """meshkit's AiohttpTransport alone, the instance set by hand: the floor under the stack."""
+    from meshkit import AiohttpTransport, Request
+    from meshkit.types import ServiceInstance
+
+    transport = AiohttpTransport()
+    instance = ServiceInstance("bench-0", SERVICE, "127.0.0.1", nginx.ports[0])
+
+    async def call() -> bool:
+        request = Request("GET", "/", service=SERVICE)
+        request.instance = instance
+        return (await transport(request)).status == 200
+
+    async def start() -> None:
+        if not await call():
+            raise RuntimeError("meshkit transport: unexpected status")
+
+    return Contender("meshkit transport", "AiohttpTransport only, no deadline", start, call, transport.aclose)
 
 
 BLACKSMITH_MIDDLEWARES = "AsyncCircuitBreakerMiddleware(threshold=5, ttl=30) (no retries in blacksmith)"
@@ -268,9 +294,8 @@ async def start_contender(contender: Contender, concurrency: int, warmup: float)
 
 
 async def measure_level(
-    nginx: LocalNginx, concurrency: int, rounds: int, seconds: float, warmup: float, skip: Sequence[str]
+    contenders: list[Contender], concurrency: int, rounds: int, seconds: float, warmup: float
 ) -> list[Contender]:
-    contenders = build_contenders(nginx, concurrency, skip)
     try:
         live = [c for c in contenders if c.available and await start_contender(c, concurrency, warmup)]
         for index in range(rounds):
@@ -394,6 +419,98 @@ async def profile_meshkit(nginx: LocalNginx, instances: int, concurrency: int, s
     print("\nprofiles: /tmp/bench-client-*.prof (python -m pstats FILE)")
 
 
+# ---- ablation -----------------------------------------------------------------------------------
+
+ABLATE_ROLES = ("interceptors", "deadline", "retry", "breaker", "outlier", "load")
+
+
+async def ablate_meshkit(nginx: LocalNginx, concurrency: int, rounds: int, seconds: float) -> None:
+    """meshkit's stack with one layer out at a time: each layer's real CPU cost per request."""
+    makers: list[Callable[[], Contender]] = [
+        lambda: raw_aiohttp(nginx, concurrency),
+        lambda: meshkit_transport(nginx),
+        lambda: meshkit_client(nginx, 1),
+        *[lambda role=role: meshkit_client(nginx, 1, without=[role]) for role in ABLATE_ROLES],
+        lambda: meshkit_client(nginx, 1, without=ABLATE_ROLES),
+    ]
+    contenders = []
+    for make in makers:
+        try:
+            contenders.append(make())
+        except Exception as exc:
+            contenders.append(_unavailable("meshkit", exc))
+    await measure_level(contenders, concurrency, rounds, seconds, 0.5)
+    rows = summarize(contenders, concurrency)
+    full = rows.get("meshkit x1", {}).get("cpu_us_per_request")
+    table = []
+    for name, row in rows.items():
+        if "rps" not in row:
+            table.append([name, "-", "-", "-", "-", f"{row['note']}: {row['error']}"])
+            continue
+        cpu = row["cpu_us_per_request"]
+        saved = "-" if full is None or name == "meshkit x1" else f"{full - cpu:+.0f}"
+        table.append([name, row["rps"], row["ratio"], f"{cpu:.0f}", saved, row["note"]])
+    print(f"meshkit ablation over nginx, concurrency {concurrency}, {rounds} rounds x {seconds} s, medians")
+    headers = ["contender", "req/s", "x raw", "cpu us/req", "cpu saved vs full", "layers"]
+    print(format_table(headers, table))
+
+
+async def _call_client(client: Any) -> Any:
+    from meshkit import Request
+
+    return await client.call(Request("GET", "/", service=SERVICE))
+
+
+class NullTransport:
+    """Answers at once without I/O, so what is timed is the stack alone."""
+
+    def __init__(self) -> None:
+        from meshkit import Response
+
+        self.response_type = Response
+
+    async def __call__(self, request: Any) -> Any:
+        return self.response_type(200, body=b"ok", instance=request.instance)
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def stack_cost(calls: int, rounds: int) -> None:
+    """CPU per call of the stack over a transport that does no I/O, one layer out at a time."""
+    from meshkit import Request
+    from meshkit.client import MeshClient
+
+    variants: dict[str, Callable[[], Awaitable[Any]]] = {}
+    null = NullTransport()
+    variants["null transport alone"] = lambda: null(Request("GET", "/", service=SERVICE))
+    for without in [(), *[(role,) for role in ABLATE_ROLES], ABLATE_ROLES]:
+        client = MeshClient.static({SERVICE: [("127.0.0.1", 9)]}, transport=NullTransport())
+        for role in without:
+            client.stack.remove(role)
+        name = "meshkit stack" + "".join(f" -{role}" for role in without)
+        variants[name] = partial(_call_client, client)
+    samples: dict[str, list[float]] = {name: [] for name in variants}
+    for index in range(rounds):
+        names = list(variants)
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            call = variants[name]
+            gc.collect()
+            started = time.process_time()
+            for _ in range(calls):
+                await call()
+            samples[name].append((time.process_time() - started) / calls * 1e6)
+    full = statistics.median(samples["meshkit stack"])
+    table = []
+    for name, values in samples.items():
+        cpu = statistics.median(values)
+        saved = "-" if name == "meshkit stack" else f"{full - cpu:+.1f}"
+        table.append([name, f"{cpu:.1f}", saved])
+    print(f"\nmeshkit stack over a null transport, {rounds} rounds x {calls} calls, median CPU per call")
+    print(format_table(["variant", "cpu us/call", "saved vs full stack"], table))
+
+
 # ---- main ---------------------------------------------------------------------------------------
 
 
@@ -412,6 +529,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--profile", action="store_true", help="profile raw aiohttp and meshkit with cProfile"
     )
     parser.add_argument("--instances", type=int, default=1, help="meshkit instances when profiling")
+    parser.add_argument("--ablate", action="store_true", help="meshkit with one layer out at a time")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.seconds = 1, 0.5
@@ -442,7 +560,8 @@ async def run_all(args: argparse.Namespace, nginx: LocalNginx, loop_name: str) -
     warmup = 0.2 if args.quick else 0.5
     levels: dict[int, dict[str, dict[str, Any]]] = {}
     for concurrency in args.concurrency:
-        contenders = await measure_level(nginx, concurrency, args.rounds, args.seconds, warmup, args.skip)
+        contenders = build_contenders(nginx, concurrency, args.skip)
+        await measure_level(contenders, concurrency, args.rounds, args.seconds, warmup)
         levels[concurrency] = summarize(contenders, concurrency)
     meta = {
         "loop": loop_name,
@@ -468,6 +587,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with LocalNginx(ports=3, body_bytes=1024) as nginx, asyncio.Runner(loop_factory=loop_factory) as runner:
         if args.profile:
             runner.run(profile_meshkit(nginx, args.instances, max(args.concurrency), args.seconds))
+            return 0
+        if args.ablate:
+            runner.run(stack_cost(2_000 if args.quick else 20_000, args.rounds))
+            runner.run(ablate_meshkit(nginx, max(args.concurrency), args.rounds, args.seconds))
             return 0
         results = runner.run(run_all(args, nginx, loop_name))
     if args.json:
