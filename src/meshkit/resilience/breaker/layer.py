@@ -45,6 +45,8 @@ class BreakerSet:
         breaker = self._breakers.get(instance.service_id)
         return breaker is None or breaker.allows()
 
+    allows.reason = "circuit open"  # type: ignore[attr-defined]  # how eligible() names this gate
+
     def states(self) -> dict[str, str]:
         return {instance_id: b.state.value for instance_id, b in self._breakers.items()}
 
