@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from meshkit.clock import FakeClock
-from meshkit.plane.collector import SpanStore
+from meshkit.plane.collector import SpanStore, StoreUnavailable
 from tests.plane.collector.builders import WALL, record
 
 
@@ -72,6 +72,15 @@ def test_blocking_insert_for_sdk_threads(clock: FakeClock) -> None:
     store.close()
     with pytest.raises(RuntimeError):
         store.insert_blocking([record(2, 1)])
+
+
+async def test_a_closed_store_answers_503(clock: FakeClock) -> None:
+    store = SpanStore(None, clock=clock)
+    store.close()
+    with pytest.raises(StoreUnavailable):
+        await store.insert([record(1, 1)])
+    with pytest.raises(StoreUnavailable):
+        await store.read(lambda c: c.execute("SELECT 1").fetchone())
 
 
 @pytest.mark.parametrize(

@@ -43,11 +43,19 @@ class GroupCommit:
         with self._lock:
             if self._queued_spans and self._queued_spans + len(records) > self.max_pending:
                 raise StoreUnavailable(f"span store: {self._queued_spans} spans already wait to be written")
-            self._queue.append((records, future, loop))
+            waiter = (records, future, loop)
+            self._queue.append(waiter)
             self._queued_spans += len(records)
             schedule, self._scheduled = not self._scheduled, True
         if schedule:
-            self._executor.submit(self._drain)
+            try:
+                self._executor.submit(self._drain)
+            except RuntimeError:  # the executor was shut down: the store is closed
+                with self._lock:
+                    self._queue.remove(waiter)
+                    self._queued_spans -= len(records)
+                    self._scheduled = False
+                raise StoreUnavailable("span store: closed") from None
         return await future
 
     def _drain(self) -> None:

@@ -50,7 +50,13 @@ CREATE UNIQUE INDEX IF NOT EXISTS spans_trace ON spans (trace_id, span_id);
 CREATE INDEX IF NOT EXISTS spans_error_start ON spans (start_ns) WHERE error = 1;
 CREATE INDEX IF NOT EXISTS spans_caller_start ON spans (start_ns) WHERE kind IN (3, 4);
 """
-PRAGMAS = ("journal_mode = WAL", "synchronous = NORMAL", "temp_store = MEMORY", "cache_size = -65536")
+PRAGMAS = (
+    "journal_mode = WAL",
+    "synchronous = NORMAL",
+    "temp_store = MEMORY",
+    "cache_size = -65536",
+    "mmap_size = 1073741824",  # reads of a large store come straight from the page cache
+)
 INSERT = f"INSERT OR IGNORE INTO spans ({COLUMNS}) VALUES ({', '.join('?' * 14)})"
 
 
@@ -193,7 +199,11 @@ class SpanStore:
     async def read(self, query: Callable[[sqlite3.Connection], T]) -> T:
         """Run `query(connection)` on the reader thread and return its result."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._reader_pool, self._read_guarded, query)
+        try:
+            pending = loop.run_in_executor(self._reader_pool, self._read_guarded, query)
+        except RuntimeError:  # the executor was shut down
+            raise StoreUnavailable("span store: closed") from None
+        return await pending
 
     def _read_guarded(self, query: Callable[[sqlite3.Connection], T]) -> T:
         try:
