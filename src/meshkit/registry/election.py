@@ -33,16 +33,24 @@ class LeaderElection:
     """Campaign for `name` until elected; hold it while the lease lives; see the module docstring."""
 
     def __init__(
-        self, etcd: EtcdRegistry | EtcdClient, name: str, *, ttl: float = 5.0, candidate: str | None = None
+        self,
+        etcd: EtcdRegistry | EtcdClient,
+        name: str,
+        *,
+        ttl: float = 5.0,
+        candidate: str | None = None,
+        prefix: str | None = None,
     ) -> None:
+        """`prefix` defaults to the registry's (or /meshkit/ for a bare client): planes sharing it compete."""
         validate_service_name(name, "name")
         if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl < 1:
             raise ValueError(
                 f"ttl: must be a number of seconds >= 1 (etcd leases count whole seconds), got {ttl!r}"
             )
         self._client = etcd.client if isinstance(etcd, EtcdRegistry) else etcd
-        prefix = etcd.keys.prefix if isinstance(etcd, EtcdRegistry) else b"/meshkit/"
-        self.key = prefix + f"election/{name}".encode()
+        if prefix is None:
+            prefix = etcd.keys.prefix.decode() if isinstance(etcd, EtcdRegistry) else "/meshkit/"
+        self.key = keys.Keyspace(prefix).election(name)
         self.name = name
         self.ttl = float(ttl)
         self.candidate = candidate or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"

@@ -8,6 +8,7 @@ leader elections fast. `close()` kills whatever still runs, also when a test fai
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -32,7 +33,9 @@ def free_ports(n: int) -> list[int]:
 
 
 class EtcdMember:
-    def __init__(self, name: str, data_dir: Path, client_port: int, peer_port: int, initial_cluster: str) -> None:
+    def __init__(
+        self, name: str, data_dir: Path, client_port: int, peer_port: int, initial_cluster: str
+    ) -> None:
         self.name = name
         self.data_dir = data_dir
         self.client_port = client_port
@@ -56,7 +59,9 @@ class EtcdMember:
             "--heartbeat-interval", "50", "--election-timeout", "500", "--log-level", "warn",
         ]  # fmt: skip
         with self.log.open("ab") as log:
-            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.process = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
 
     def signal(self, sig: int) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -114,6 +119,21 @@ class EtcdCluster:
             time.sleep(0.05)
         logs = "\n".join(m.log.read_text(errors="replace")[-2000:] for m in self.members if m.log.exists())
         raise RuntimeError(f"etcd cluster not healthy within {timeout}s\n{logs}")
+
+    def member(self, endpoint: tuple[str, int]) -> EtcdMember:
+        return next(m for m in self.members if m.endpoint == tuple(endpoint))
+
+    def leader(self) -> EtcdMember:
+        """The member the running members agree leads (etcd's maintenance status)."""
+        for m in self.members:
+            if not m.running:
+                continue
+            request = urllib.request.Request(f"http://127.0.0.1:{m.client_port}/v3/maintenance/status", b"{}")
+            with urllib.request.urlopen(request, timeout=2) as r:
+                status = json.loads(r.read())
+            if status["leader"] == status["header"]["member_id"]:
+                return m
+        raise RuntimeError("no member is the leader")
 
     def restart(self, member: EtcdMember) -> None:
         if not member.running:

@@ -67,6 +67,11 @@ class EtcdClient:
         self._session: aiohttp.ClientSession | None = None
 
     @property
+    def current(self) -> Endpoint:
+        """The member calls go to first (the last one that answered)."""
+        return self.endpoints[self._current]
+
+    @property
     def where(self) -> str:
         return f"etcd at {format_endpoints(self.endpoints)}"
 
