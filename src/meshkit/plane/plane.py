@@ -21,6 +21,7 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -29,7 +30,7 @@ from meshkit.errors import RegistryUnavailable
 from meshkit.mesh import ServiceMesh, ServiceRequest
 from meshkit.observe.metrics import MeshMetrics
 from meshkit.observe.tracing import Tracer
-from meshkit.plane.auth import Forbidden, Principal, TokenStore
+from meshkit.plane.auth import Forbidden, Principal, TokenStore, Unauthenticated
 from meshkit.plane.calls import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_RESPONSE_BYTES,
@@ -98,6 +99,16 @@ def encode_body(body: Any, max_bytes: int) -> bytes | None:
     return data
 
 
+def _describe_registry(registry: str | None, data_dir: Path | None) -> str:
+    """What `serve` prints about the registry (a URL's password masked)."""
+    if registry not in (None, "embedded"):
+        parts = urlsplit(str(registry))
+        if parts.password is not None:
+            return parts._replace(netloc=f"{parts.username or ''}:***@{parts.hostname}:{parts.port}").geturl()
+        return str(registry)
+    return f"embedded (SQLite in {data_dir})" if data_dir is not None else "embedded (in memory)"
+
+
 class ControlPlane:
     def __init__(
         self,
@@ -148,6 +159,7 @@ class ControlPlane:
         harden(client, tracer=self.tracer, metrics=self.metrics, max_body_bytes=max_body_bytes)
         self._unsubscribe = self.mesh.bus.subscribe(self.metrics.on_event)
         self.queue = LegacyQueue(redis_url) if redis_url else None
+        self.registry_description = _describe_registry(registry, self.data_dir)
         self._locks = KeyedLock()
         self._configure_lock = asyncio.Lock()
         self._known_services: frozenset[str] = frozenset()
@@ -328,6 +340,14 @@ class ControlPlane:
     async def health(self, detailed: bool = True) -> dict[str, Any]:
         view = health_view(await self.mesh.get_service_topology(), await self.registry_connected())
         return view if detailed else {"status": view["status"]}
+
+    async def health_for(self, authorization: str | None) -> dict[str, Any]:
+        """Readiness for anyone (always an answer); the figures only for those who may read."""
+        try:
+            self.authorize_read(authorization)
+        except Unauthenticated:
+            return await self.health(detailed=False)
+        return await self.health()
 
     # -- calls -----------------------------------------------------------------------------
 

@@ -1,0 +1,70 @@
+"""`create_app(plane)`: the control plane's FastAPI application, every router mounted once.
+
+The routers are shells over one `ControlPlane`; this module only assembles them: v2 under
+/api/v1/mesh/v2, the deprecated v1 queue under /api/v1/mesh, OTLP ingest at /v1/traces,
+Prometheus at /metrics, OpenAPI at /docs. Other parts of meshkit (the dashboard) add their
+own routers through `extra_routers`. The lifespan starts and stops the plane.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import Response
+
+from meshkit.plane.api import errors
+from meshkit.plane.api.deps import principal, reader
+from meshkit.plane.api.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
+from meshkit.plane.api.traces import otlp_router, traces_router
+from meshkit.plane.api.v2 import v2_router
+from meshkit.plane.legacy import legacy_router
+from meshkit.plane.plane import ControlPlane
+
+V2_PREFIX = "/api/v1/mesh/v2"
+OTLP_PATH = "/v1/traces"
+
+
+def create_app(
+    plane: ControlPlane,
+    extra_routers: Iterable[APIRouter] = (),
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await plane.start()
+        try:
+            yield
+        finally:
+            await plane.close()
+
+    app = FastAPI(
+        title="meshkit control plane",
+        description="Service registry, discovery, calls through the mesh, configuration, metrics and traces.",
+        version="2.1.0",
+        lifespan=lifespan,
+    )
+    app.state.plane = plane
+    errors.install(app)
+    app.include_router(v2_router(plane), prefix=V2_PREFIX)
+    app.include_router(traces_router(plane), prefix=V2_PREFIX)
+    app.include_router(otlp_router(plane))
+    legacy = legacy_router(plane.queue_provider, write_dependencies=[Depends(principal)], v2_prefix=V2_PREFIX)
+    app.include_router(legacy, dependencies=[Depends(reader)])
+
+    @app.get("/metrics", response_class=Response, dependencies=[Depends(reader)], tags=["metrics"])
+    async def metrics() -> Response:
+        """Prometheus text exposition (the same as /api/v1/mesh/v2/metrics)."""
+        body, content_type = plane.metrics_text()
+        return Response(body, media_type=content_type)
+
+    for router in extra_routers:  # the dashboard and other add-ons
+        app.include_router(router)
+    app.add_middleware(
+        BodyLimit,  # type: ignore[arg-type]
+        max_bytes=max_body_bytes,
+        per_path={OTLP_PATH: plane.collector.max_bytes},
+    )
+    return app
