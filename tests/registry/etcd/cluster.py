@@ -89,6 +89,7 @@ class EtcdMember:
 
 class EtcdCluster:
     def __init__(self, root: Path, size: int = 3) -> None:
+        root.mkdir(parents=True, exist_ok=True)
         ports = free_ports(2 * size)
         names = [f"m{i}" for i in range(size)]
         initial = ",".join(f"{n}=http://127.0.0.1:{ports[size + i]}" for i, n in enumerate(names))

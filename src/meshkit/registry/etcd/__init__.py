@@ -4,7 +4,7 @@
 keyspace, `registry.py` is the `Registry`, and `watch.py` turns an etcd watch into snapshots.
 """
 
-from meshkit.registry.etcd.client import EtcdClient, EtcdRequestFailed
-from meshkit.registry.etcd.registry import EtcdRegistry, parse_endpoints
+from meshkit.registry.etcd.client import EtcdClient, EtcdRequestFailed, parse_endpoints
+from meshkit.registry.etcd.registry import EtcdRegistry
 
 __all__ = ["EtcdClient", "EtcdRegistry", "EtcdRequestFailed", "parse_endpoints"]

@@ -20,6 +20,7 @@ import contextlib
 import time
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
@@ -29,6 +30,22 @@ from meshkit.errors import RegistryUnavailable
 Endpoint = tuple[str, int]
 MIN_VERSION = (3, 4)
 REQUIRE_LEADER = {"Grpc-Metadata-hasleader": "true"}
+URL_FORMAT = "etcd://host:port[,host:port...]"
+
+
+def parse_endpoints(text: str) -> list[Endpoint]:
+    """`host:port,host:port` (IPv6 hosts in brackets) as a list; ValueError naming `registry`."""
+    endpoints: list[Endpoint] = []
+    for part in text.removeprefix("etcd://").rstrip("/").split(","):
+        parsed = urlsplit(f"//{part.strip()}")
+        try:
+            port = parsed.port
+        except ValueError:
+            port = None
+        if not parsed.hostname or port is None or parsed.path or parsed.username:
+            raise ValueError(f"registry: bad etcd endpoint {part!r}; expected {URL_FORMAT}")
+        endpoints.append((parsed.hostname, port))
+    return endpoints
 
 
 class EtcdRequestFailed(RuntimeError):

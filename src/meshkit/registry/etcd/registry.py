@@ -24,7 +24,6 @@ import logging
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
@@ -32,28 +31,12 @@ from meshkit.clock import SYSTEM_CLOCK, Clock
 from meshkit.errors import RegistryUnavailable
 from meshkit.registry.base import AddressPolicy, Snapshot, UnknownInstance
 from meshkit.registry.etcd import keys
-from meshkit.registry.etcd.client import Endpoint, EtcdClient, unb64
+from meshkit.registry.etcd.client import URL_FORMAT, Endpoint, EtcdClient, parse_endpoints, unb64
 from meshkit.registry.etcd.watch import follow
 from meshkit.registry.validation import validate_instance
 from meshkit.types import ServiceInstance, ServiceState, validate_service_name
 
 log = logging.getLogger(__name__)
-URL_FORMAT = "etcd://host:port[,host:port...]"
-
-
-def parse_endpoints(text: str) -> list[Endpoint]:
-    """`host:port,host:port` (IPv6 hosts in brackets) as a list; ValueError naming `registry`."""
-    endpoints: list[Endpoint] = []
-    for part in text.removeprefix("etcd://").rstrip("/").split(","):
-        parsed = urlsplit(f"//{part.strip()}")
-        try:
-            port = parsed.port
-        except ValueError:
-            port = None
-        if not parsed.hostname or port is None or parsed.path or parsed.username:
-            raise ValueError(f"registry: bad etcd endpoint {part!r}; expected {URL_FORMAT}")
-        endpoints.append((parsed.hostname, port))
-    return endpoints
 
 
 class EtcdRegistry:
