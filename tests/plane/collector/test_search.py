@@ -85,6 +85,18 @@ async def test_typed_attribute_values_match_their_text(collector: TraceCollector
     assert ids(await collector.search_traces(attribute=("retry", "false"))) == []
 
 
+async def test_attribute_text_prefilter_never_decides_alone(collector: TraceCollector) -> None:
+    await collector.store.insert(
+        [
+            record(1, 1, attributes={"user": "u7"}),
+            record(2, 1, attributes={"user": "u70", "other": "u7"}),
+            record(3, 1, attributes={"user": 'say "hi"\n'}),
+        ]
+    )
+    assert ids(await collector.search_traces(attribute=("user", "u7"))) == [1]
+    assert ids(await collector.search_traces(attribute=("user", 'say "hi"\n'))) == [3]
+
+
 async def test_duration_only_search_over_many_spans_uses_either_plan(collector: TraceCollector) -> None:
     spans = [record(i + 1, 1, start=WALL + i / 1000, duration_ms=i % 100) for i in range(6000)]
     await collector.store.insert(spans)

@@ -4,7 +4,8 @@ As in Jaeger's search, the filters (service, operation, duration, error, attribu
 apply to one span, and a trace is returned when any of its spans matches. The query walks
 an index in start-time order (newest first) and stops as soon as `limit` distinct traces
 are found, so a search costs in proportion to what it returns rather than to the store's
-size. When only a duration bounds the search, a bounded probe of the duration index decides
+size. An attribute filter first tests the stored JSON text for the value (`instr`), and
+parses only the rows that contain it. When only a duration bounds the search, a bounded probe of the duration index decides
 whether that index (few matches: sort them) or the time index (many: stream) is cheaper.
 """
 
@@ -20,6 +21,7 @@ from meshkit.plane.collector.tree import summarize
 MAX_LIMIT = 1000
 _PROBE_ROWS = 5000
 _FETCH = 512
+_JSON_ESCAPED = frozenset('"\\' + "".join(map(chr, range(32))))
 
 
 class TraceQuery:
@@ -74,17 +76,20 @@ class TraceQuery:
             conds.append("error = 1")
         if self.attribute is not None:
             key, value = self.attribute
+            if value and not any(c in value for c in _JSON_ESCAPED):  # cheap text test before parsing
+                conds.append("instr(attributes, ?) > 0")
+                params.append(value)
             conds.append("CAST(json_extract(attributes, ?) AS TEXT) = ?")
             params += [f'$."{key}"', {"true": "1", "false": "0"}.get(value, value)]
         return conds, params
 
     def index(self, conn: sqlite3.Connection, where: str, params: list[Any]) -> str:
+        if self.error_only:  # errors are rare: their partial index is the shortest walk
+            return "spans_error_start"
         if self.operation_name:
             return "spans_name_start"
         if self.service_name:
             return "spans_service_start"
-        if self.error_only:
-            return "spans_error_start"
         if self.min_duration is not None or self.max_duration is not None:
             probe = f"SELECT COUNT(*) FROM (SELECT 1 FROM spans INDEXED BY spans_duration {where} LIMIT ?)"
             if conn.execute(probe, [*params, _PROBE_ROWS]).fetchone()[0] < _PROBE_ROWS:
