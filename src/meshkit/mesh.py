@@ -21,7 +21,7 @@ from multidict import CIMultiDict
 from meshkit.client import MeshClient
 from meshkit.clock import SYSTEM_CLOCK, Clock
 from meshkit.events import EventBus
-from meshkit.health.registry_sync import RegistryHealthSync
+from meshkit.health.registry_sync import Leadership, RegistryHealthSync
 from meshkit.interceptors import RequestInterceptor, ResponseInterceptor
 from meshkit.observe.tracing import TRACE_ID_KEY, Tracer
 from meshkit.registry.base import AddressPolicy, Registry, Snapshot
@@ -76,7 +76,12 @@ class ServiceRequest:
                 body = orjson.dumps(body)
                 headers.setdefault("Content-Type", "application/json")
         request = Request(
-            self.method, self.path, CIMultiDict(headers), body, service=self.service_name, timeout=self.timeout
+            self.method,
+            self.path,
+            CIMultiDict(headers),
+            body,
+            service=self.service_name,
+            timeout=self.timeout,
         )
         request.hash_key = self.hash_key
         request.context[MAX_ATTEMPTS_KEY] = self.retry_count + 1
@@ -106,7 +111,7 @@ class ServiceMesh:
         *,
         registry: Registry | str | None = None,
         data_dir: str | Path | None = None,
-        health_checks: bool = True,
+        health_checks: bool | None = None,
         address_policy: AddressPolicy | None = None,
         tracer: Tracer | None = None,
         transport: Transport | None = None,
@@ -125,8 +130,12 @@ class ServiceMesh:
         self.backend = self._open_backend(registry, data_dir)
         self.registry = CachedRegistry(self.backend, clock=clock, rng=self.rng)
         self.health: RegistryHealthSync | None = None
+        if health_checks is None:  # Consul's agent runs the checks itself
+            health_checks = type(self.backend).__name__ != "ConsulRegistry"
         if health_checks:
-            self.health = RegistryHealthSync(self.backend, bus=self.bus, clock=clock, rng=self.rng)
+            self.health = RegistryHealthSync(
+                self.backend, leadership=self._leadership(), bus=self.bus, clock=clock, rng=self.rng
+            )
         self.client = MeshClient(
             self.registry,
             strategy=self.strategy,
@@ -149,6 +158,16 @@ class ServiceMesh:
             opened: Registry = open_registry(registry, data_dir=path, clock=self.clock)
             return opened
         return registry
+
+    def _leadership(self) -> Leadership | None:
+        """With several control planes on one etcd, only the elected one runs health checks."""
+        if type(self.backend).__name__ != "EtcdRegistry":
+            return None
+        from meshkit.registry.election import LeaderElection
+        from meshkit.registry.etcd import EtcdRegistry
+
+        assert isinstance(self.backend, EtcdRegistry)
+        return LeaderElection(self.backend, "health-checker")
 
     async def initialize(self) -> None:
         if self._started:
