@@ -12,9 +12,9 @@ from tests.registry.etcd.conftest import fresh_prefix
 from tests.support.servers import status
 
 
-async def until(predicate, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+async def until(predicate, within: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
     loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
+    end = loop.time() + within
     while loop.time() < end:
         if await predicate():
             return True
@@ -44,7 +44,7 @@ async def test_two_planes_share_registrations_and_elect_one_health_checker(
                 inst.service_id
             ]
 
-        assert await until(seen_by_b, timeout=1.0)  # within 1 s through the other plane
+        assert await until(seen_by_b, within=1.0)  # within 1 s through the other plane
 
         async def one_active() -> bool:
             return sum(p.health is not None and p.health.active for p in (a, b)) == 1
