@@ -57,6 +57,7 @@ async def test_settings_survive_a_restart(start_api: StartApi, tmp_path) -> None
     await first.stop()
     second = await start_api(data_dir=tmp_path / "d")
     code, config = await second.request("GET", "/config")
+    assert code == 200
     assert config["load_balancer"]["strategy"] == "least_connections"
     assert config["circuit_breaker"]["failure_threshold"] == 7
     assert second.plane.mesh.client.strategy == "least_connections"
