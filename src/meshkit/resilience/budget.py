@@ -12,8 +12,13 @@ after `ttl` seconds. A reserve of `min_retries_per_sec * ttl` retries is always 
 client sending little traffic may still retry. With the defaults, over any 10 s a client
 makes at most 20% of its requests plus 100 as retries.
 
-Counts are kept as integers in thousandths of a retry in a sliced window: `deposit()` is an
-index computation and one addition.
+Counts are kept as integers in thousandths of a retry in sliced windows: `deposit()` is an
+index computation and one addition. A sliced window forgets a whole slice at once, so
+deposits and withdrawals are kept apart and rounded opposite ways: deposits are forgotten
+up to one slice early, withdrawals are remembered up to one slice late. Sharing one window
+let a withdrawal expire up to a slice before `ttl`, which let a client spend its reserve
+again early (measured: 1.36x the offered load on a failing upstream, against the 1.2x plus
+10/s promised; tests/chaos/test_retry_amplification.py).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from meshkit.clock import Clock
 from meshkit.resilience._window import WindowedSum
 
 _SCALE = 1000  # one retry, in the window's integer units
+_SLICES = 100  # per ttl: withdrawals are remembered at most ttl/100 longer than ttl
 
 
 def _check(name: str, value: object, low: float, high: float, *, low_open: bool = False) -> float:
@@ -37,7 +43,15 @@ def _check(name: str, value: object, low: float, high: float, *, low_open: bool 
 
 
 class RetryBudget:
-    __slots__ = ("_deposit", "_reserve", "_window", "min_retries_per_sec", "percent_can_retry", "ttl")
+    __slots__ = (
+        "_deposit",
+        "_deposits",
+        "_reserve",
+        "_withdrawals",
+        "min_retries_per_sec",
+        "percent_can_retry",
+        "ttl",
+    )
 
     def __init__(
         self,
@@ -52,22 +66,24 @@ class RetryBudget:
         self.percent_can_retry = _check("percent_can_retry", percent_can_retry, 0.0, 1000.0)
         self._deposit = round(self.percent_can_retry * _SCALE)
         self._reserve = round(self.min_retries_per_sec * self.ttl * _SCALE)
-        self._window = WindowedSum(self.ttl, clock)
+        # deposits cover (ttl - slice, ttl]; withdrawals cover [ttl, ttl + slice)
+        self._deposits = WindowedSum(self.ttl, clock, slices=_SLICES)
+        self._withdrawals = WindowedSum(self.ttl * (_SLICES + 1) / _SLICES, clock, slices=_SLICES + 1)
 
     def deposit(self) -> None:
         """Count an original request (not a retry): it earns `percent_can_retry` of a retry."""
-        self._window.add(self._deposit)
+        self._deposits.add(self._deposit)
 
     def try_withdraw(self) -> bool:
         """Take one retry if the budget has one; False means: do not retry."""
-        if self._window.sum() + self._reserve < _SCALE:
+        if self._deposits.sum() + self._reserve - self._withdrawals.sum() < _SCALE:
             return False
-        self._window.add(-_SCALE)
+        self._withdrawals.add(_SCALE)
         return True
 
     def balance(self) -> float:
         """Retries available now (deposits and reserve, minus recent withdrawals)."""
-        return (self._window.sum() + self._reserve) / _SCALE
+        return (self._deposits.sum() + self._reserve - self._withdrawals.sum()) / _SCALE
 
     def __repr__(self) -> str:
         return (
