@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 from collections.abc import Mapping
@@ -62,14 +63,21 @@ from meshkit.types import HealthCheck, LoadBalancerStrategy, ServiceInstance, va
 log = logging.getLogger(__name__)
 PLANE_SERVICE_NAME = "meshkit-plane"
 TRACES_FILE = "traces.sqlite3"
+MAX_WINDOW = 366 * 86400.0  # the dependency graph's longest look-back
+
+
+def _json_text(value: Any) -> str:
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # integers beyond 64 bits: the standard library writes them
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
 
 
 def _metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
     """The seed accepted any JSON metadata values; non-strings are stored as their JSON text."""
-    out: dict[str, str] = {}
-    for key, value in (metadata or {}).items():
-        out[key] = value if isinstance(value, str) else orjson.dumps(value).decode()
-    return out
+    return {
+        key: value if isinstance(value, str) else _json_text(value) for key, value in (metadata or {}).items()
+    }
 
 
 def _check(check: HealthCheck | Mapping[str, Any] | None) -> HealthCheck | None:
@@ -85,15 +93,7 @@ def encode_body(body: Any, max_bytes: int) -> bytes | None:
     """The /call body as bytes: text as UTF-8, anything else as JSON; over `max_bytes` is 413."""
     if body is None:
         return None
-    if isinstance(body, str):
-        data = body.encode("utf-8")
-    else:
-        try:
-            data = orjson.dumps(body)
-        except TypeError:  # integers beyond 64 bits: the standard library writes them
-            import json
-
-            data = json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    data = (body if isinstance(body, str) else _json_text(body)).encode("utf-8")
     if len(data) > max_bytes:
         raise BodyTooLarge(f"body: must be at most {max_bytes} bytes, got {len(data)}")
     return data
@@ -477,4 +477,6 @@ class ControlPlane:
         return found
 
     async def dependencies(self, window: float | None = None) -> list[dict[str, Any]]:
+        if window is not None and not (isinstance(window, int | float) and 0 < window <= MAX_WINDOW):
+            raise ValueError(f"window: must be a number of seconds in (0, {MAX_WINDOW:g}], got {window!r}")
         return await self.collector.get_service_dependencies(window)

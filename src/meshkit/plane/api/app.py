@@ -17,6 +17,7 @@ from fastapi.responses import Response
 from meshkit.plane.api import errors
 from meshkit.plane.api.deps import principal, reader
 from meshkit.plane.api.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
+from meshkit.plane.api.models import ERROR_RESPONSES
 from meshkit.plane.api.traces import otlp_router, traces_router
 from meshkit.plane.api.v2 import v2_router
 from meshkit.plane.legacy import legacy_router
@@ -52,9 +53,15 @@ def create_app(
     app.include_router(traces_router(plane), prefix=V2_PREFIX)
     app.include_router(otlp_router(plane))
     legacy = legacy_router(plane.queue_provider, write_dependencies=[Depends(principal)], v2_prefix=V2_PREFIX)
-    app.include_router(legacy, dependencies=[Depends(reader)])
+    app.include_router(legacy, dependencies=[Depends(reader)], responses=ERROR_RESPONSES)
 
-    @app.get("/metrics", response_class=Response, dependencies=[Depends(reader)], tags=["metrics"])
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        dependencies=[Depends(reader)],
+        tags=["metrics"],
+        responses=ERROR_RESPONSES,
+    )
     async def metrics() -> Response:
         """Prometheus text exposition (the same as /api/v1/mesh/v2/metrics)."""
         body, content_type = plane.metrics_text()

@@ -320,3 +320,9 @@ class DependencyEdge(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: Any
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorResponse, "description": "Refused: `detail` says why (and names the field)"},
+    "5XX": {"model": ErrorResponse, "description": "The mesh could not do it now (503) or in time (504)"},
+}

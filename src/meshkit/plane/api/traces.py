@@ -14,7 +14,7 @@ from fastapi.responses import Response
 
 from meshkit.plane.api import models as m
 from meshkit.plane.api.deps import reader
-from meshkit.plane.plane import ControlPlane
+from meshkit.plane.plane import MAX_WINDOW, ControlPlane
 
 Read = [Depends(reader)]
 OTLP_BODY = {
@@ -24,7 +24,12 @@ OTLP_BODY = {
             "application/x-protobuf": {"schema": {"type": "string", "format": "binary"}},
             "application/json": {"schema": {"type": "object"}},
         },
-    }
+    },
+    "responses": {
+        "200": {"description": "ExportTraceServiceResponse, encoded like the request"},
+        "4XX": {"description": "google.rpc.Status, encoded like the request (or JSON {detail})"},
+        "503": {"description": "The span store cannot take spans now; retry"},
+    },
 }
 
 
@@ -44,7 +49,7 @@ def otlp_router(plane: ControlPlane) -> APIRouter:
 
 
 def traces_router(plane: ControlPlane) -> APIRouter:
-    router = APIRouter(tags=["tracing"], dependencies=Read)
+    router = APIRouter(tags=["tracing"], dependencies=Read, responses=m.ERROR_RESPONSES)
 
     @router.get("/traces", response_model=list[m.TraceSummary])
     async def search(
@@ -70,7 +75,9 @@ def traces_router(plane: ControlPlane) -> APIRouter:
 
     @router.get("/dependencies", response_model=list[m.DependencyEdge])
     async def dependencies(
-        window: Annotated[float | None, Query(gt=0, allow_inf_nan=False, description="seconds")] = None,
+        window: Annotated[
+            float | None, Query(gt=0, le=MAX_WINDOW, allow_inf_nan=False, description="seconds")
+        ] = None,
     ) -> list[dict[str, Any]]:
         return await plane.dependencies(window)
 

@@ -21,7 +21,7 @@ Read = [Depends(reader)]
 
 
 def v2_router(plane: ControlPlane) -> APIRouter:
-    router = APIRouter(tags=["mesh v2"])
+    router = APIRouter(tags=["mesh v2"], responses=m.ERROR_RESPONSES)
 
     @router.post("/register", response_model=m.RegisterResponse)
     async def register(body: m.RegisterRequest, who: Caller) -> dict[str, Any]:
