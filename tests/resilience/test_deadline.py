@@ -112,10 +112,22 @@ async def test_bound_covers_retries_and_backoff() -> None:
     assert 2 <= len(transport.requests) < 10
 
 
-async def test_real_clock_bound_on_a_call_that_never_returns() -> None:
-    layer = DeadlineLayer(MockTransport(forever), clock=SYSTEM_CLOCK)
+async def test_real_clock_hard_bound_on_a_call_that_never_returns() -> None:
+    layer = DeadlineLayer(MockTransport(forever), clock=SYSTEM_CLOCK, hard_bound=True)
     with pytest.raises(DeadlineExceeded):
         await layer(Request(timeout=0.05))
+
+
+async def test_real_clock_default_only_stamps_and_leaves_the_bound_to_the_transport() -> None:
+    seen: list[float | None] = []
+
+    def record(request: Request) -> Response:
+        seen.append(request.deadline)
+        return Response(200)
+
+    before = SYSTEM_CLOCK.monotonic()
+    await DeadlineLayer(MockTransport(record), clock=SYSTEM_CLOCK)(Request(timeout=2.0))
+    assert seen[0] is not None and before + 2.0 <= seen[0] <= SYSTEM_CLOCK.monotonic() + 2.0
 
 
 async def test_real_hang_ends_in_deadline_exceeded(upstreams) -> None:

@@ -72,8 +72,7 @@ class AiohttpTransport(Transport):
             if remaining <= 0:
                 raise RequestTimeout("deadline passed before the attempt started", instance.id)
             timeout = aiohttp.ClientTimeout(total=remaining, sock_connect=self._connect_timeout)
-            headers = headers.copy()
-            headers[DEADLINE_HEADER] = str(int(remaining * 1000))
+            headers[DEADLINE_HEADER] = str(int(remaining * 1000))  # the request belongs to this call
         url = f"http://{instance.endpoint}{request.path}"
         try:
             async with self._get_session().request(
