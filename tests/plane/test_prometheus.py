@@ -43,7 +43,8 @@ def start_prometheus(tmp: Path, target_port: int) -> tuple[subprocess.Popen[byte
         f"--web.listen-address=127.0.0.1:{port}",
         "--log.level=warn",
     ]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(tmp / "prometheus.log", "wb"))
+    with open(tmp / "prometheus.log", "wb") as log:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=log)
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -77,8 +78,12 @@ async def test_prometheus_scrapes_and_queries_the_mesh(tmp_path: Path, upstreams
             async with s.get(served.url + "/metrics") as resp:
                 exposition = await resp.read()
                 assert resp.headers["Content-Type"].startswith("text/plain")
-        check = subprocess.run(
-            ["promtool", "check", "metrics"], input=exposition, capture_output=True, timeout=30
+        check = await asyncio.to_thread(
+            subprocess.run,
+            ["promtool", "check", "metrics"],
+            input=exposition,
+            capture_output=True,
+            timeout=30,
         )
         assert check.returncode == 0, check.stdout + check.stderr
 
