@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
@@ -85,19 +85,36 @@ class Sample:
 
 @dataclass
 class LoadResult:
+    """Every sample (`keep=True`), or for long runs only counts and the latest `recent` latencies."""
+
     rate: float
     duration: float
+    keep: bool = True
     samples: list[Sample] = field(default_factory=list)
     unfinished: int = 0  # calls still running when the drain timeout ended (counted as failures)
+    succeeded: int = 0
+    failures: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
+
+    def add(self, sample: Sample) -> None:
+        if sample.ok:
+            self.succeeded += 1
+            self.recent.append(sample.latency)
+        else:
+            self.failures[sample.detail] += 1
+        if self.keep:
+            self.samples.append(sample)
 
     def between(self, start: float = 0.0, end: float = math.inf) -> list[Sample]:
         return [s for s in self.samples if start <= s.at < end]
 
     @property
     def sent(self) -> int:
-        return len(self.samples) + self.unfinished
+        return self.succeeded + sum(self.failures.values()) + self.unfinished
 
     def success_ratio(self, start: float = 0.0, end: float = math.inf) -> float:
+        if start == 0.0 and end == math.inf:
+            return self.succeeded / self.sent if self.sent else math.nan
         chosen = self.between(start, end)
         total = len(chosen) + (self.unfinished if end == math.inf else 0)
         return sum(s.ok for s in chosen) / total if total else math.nan
@@ -107,21 +124,22 @@ class LoadResult:
         return percentile((s.latency for s in self.between(start, end) if s.ok), q)
 
     def errors(self) -> dict[str, int]:
-        counts: dict[str, int] = defaultdict(int)
-        for s in self.samples:
-            if not s.ok:
-                counts[s.detail] += 1
-        return dict(counts)
+        return dict(self.failures)
 
 
 Call = Callable[[int], Awaitable[str]]  # request number -> a short description (instance id) or raise
 
 
-async def open_loop(call: Call, *, rate: float, duration: float, drain: float = 10.0) -> LoadResult:
-    """Start `call(i)` at `rate` per second for `duration` seconds, then wait up to `drain` for the rest."""
+async def open_loop(
+    call: Call, *, rate: float, duration: float, drain: float = 10.0, keep: bool = True
+) -> LoadResult:
+    """Start `call(i)` at `rate` per second for `duration` seconds, then wait up to `drain` for the rest.
+
+    `keep=False` keeps counts and recent latencies only, so a long soak's own memory stays flat.
+    """
     if rate <= 0 or duration <= 0:
         raise ValueError(f"rate, duration: must be > 0, got {rate!r}, {duration!r}")
-    result = LoadResult(rate, duration)
+    result = LoadResult(rate, duration, keep)
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     tasks: set[asyncio.Task[None]] = set()
@@ -131,7 +149,7 @@ async def open_loop(call: Call, *, rate: float, duration: float, drain: float = 
             detail, ok = await call(i), True
         except Exception as exc:
             detail, ok = type(exc).__name__, False
-        result.samples.append(Sample(intended - t0, loop.time() - intended, ok, detail))
+        result.add(Sample(intended - t0, loop.time() - intended, ok, detail))
 
     total = int(rate * duration)
     for i in range(total):
