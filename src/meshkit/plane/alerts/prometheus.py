@@ -80,14 +80,20 @@ _TEXT = {
         "{{ $labels.service }} is degraded",
         "Only {{ $value | humanizePercentage }} of its instances are healthy.",
     ),
-    "MeshHealthCritical": ("Mesh health is critical", "{{ $value | humanize }}% of instances are healthy."),
-    "MeshHealthLow": ("Mesh health is low", "{{ $value | humanize }}% of instances are healthy."),
+    "MeshHealthCritical": ("Mesh health is critical", '{{ $value | printf "%.0f" }}% of instances are healthy.'),
+    "MeshHealthLow": ("Mesh health is low", '{{ $value | printf "%.0f" }}% of instances are healthy.'),
     "CircuitBreakerOpen": (
         "Circuit breaker open for {{ $labels.instance }}",
         "Calls to {{ $labels.service }} instance {{ $labels.instance }} are failing fast.",
     ),
-    "HighErrorRate": ("{{ $labels.service }} error rate is high", "Error rate is {{ $value | humanize }}."),
-    "HighLatency": ("{{ $labels.service }} p99 latency is high", "p99 latency is {{ $value | humanize }}s."),
+    "HighErrorRate": (
+        "{{ $labels.service }} error rate is high",
+        "{{ $value | humanizePercentage }} of calls fail.",
+    ),
+    "HighLatency": (
+        "{{ $labels.service }} p99 latency is high",
+        "p99 latency is {{ $value | humanizeDuration }}.",
+    ),
 }
 
 
