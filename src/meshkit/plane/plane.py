@@ -56,6 +56,7 @@ from meshkit.plane.settings import (
 )
 from meshkit.plane.ssrf import BodyTooLarge, check_address
 from meshkit.plane.views import discover_view, health_view, instance_view
+from meshkit.registry.base import Registry
 from meshkit.registry.cache import FAILURES
 from meshkit.resilience.retry import RetryLayer
 from meshkit.types import HealthCheck, LoadBalancerStrategy, ServiceInstance, validate_service_name
@@ -99,8 +100,10 @@ def encode_body(body: Any, max_bytes: int) -> bytes | None:
     return data
 
 
-def _describe_registry(registry: str | None, data_dir: Path | None) -> str:
+def _describe_registry(registry: Registry | str | None, data_dir: Path | None) -> str:
     """What `serve` prints about the registry (a URL's password masked)."""
+    if registry is not None and not isinstance(registry, str):
+        return type(registry).__name__
     if registry not in (None, "embedded"):
         parts = urlsplit(str(registry))
         if parts.password is not None:
@@ -114,7 +117,7 @@ class ControlPlane:
         self,
         *,
         data_dir: str | Path | None = None,
-        registry: str | None = None,
+        registry: Registry | str | None = None,
         redis_url: str | None = None,
         public_read: bool = False,
         admin_token: str | None = None,
