@@ -9,8 +9,9 @@ import pytest
 
 from meshkit.plane.auth import Forbidden, Principal
 from meshkit.plane.checks import with_default_check
+from meshkit.plane.inputs import describe_registry, encode_body
 from meshkit.plane.owners import OWNER_KEY, KeyedLock, owner_of, stamp_owner
-from meshkit.plane.plane import ControlPlane, encode_body
+from meshkit.plane.plane import ControlPlane
 from meshkit.plane.problems import NotFound
 from meshkit.plane.settings import (
     BreakerSettings,
@@ -146,6 +147,4 @@ async def test_discovering_made_up_names_creates_no_followers() -> None:
 def test_registry_description_masks_passwords() -> None:
     plane = ControlPlane(registry="embedded", admin_token="t" * 20, health_checks=False)
     assert plane.registry_description == "embedded (in memory)"
-    from meshkit.plane.plane import _describe_registry
-
-    assert _describe_registry("etcd://user:secret@10.0.0.1:2379", None) == "etcd://user:***@10.0.0.1:2379"
+    assert describe_registry("etcd://user:secret@10.0.0.1:2379", None) == "etcd://user:***@10.0.0.1:2379"

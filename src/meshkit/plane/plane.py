@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 from collections.abc import Mapping
@@ -22,9 +21,6 @@ from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
-
-import orjson
 
 from meshkit.clock import SYSTEM_CLOCK, Clock
 from meshkit.errors import RegistryUnavailable
@@ -44,6 +40,7 @@ from meshkit.plane.calls import (
 )
 from meshkit.plane.checks import DefaultCheckSync
 from meshkit.plane.collector import CollectorSpanExporter, OtlpReply, SpanStore, TraceCollector
+from meshkit.plane.inputs import describe_registry, encode_body, metadata_strings, parse_check
 from meshkit.plane.legacy import LegacyQueue, QueueUnavailable
 from meshkit.plane.owners import KeyedLock, owner_of, stamp_owner
 from meshkit.plane.problems import Conflict, NotFound
@@ -54,7 +51,7 @@ from meshkit.plane.settings import (
     RetrySettings,
     SettingsFile,
 )
-from meshkit.plane.ssrf import BodyTooLarge, check_address
+from meshkit.plane.ssrf import check_address
 from meshkit.plane.views import discover_view, health_view, instance_view
 from meshkit.registry.base import Registry
 from meshkit.registry.cache import FAILURES
@@ -65,51 +62,6 @@ log = logging.getLogger(__name__)
 PLANE_SERVICE_NAME = "meshkit-plane"
 TRACES_FILE = "traces.sqlite3"
 MAX_WINDOW = 366 * 86400.0  # the dependency graph's longest look-back
-
-
-def _json_text(value: Any) -> str:
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:  # integers beyond 64 bits: the standard library writes them
-        return json.dumps(value, ensure_ascii=False, allow_nan=False)
-
-
-def _metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
-    """The seed accepted any JSON metadata values; non-strings are stored as their JSON text."""
-    return {
-        key: value if isinstance(value, str) else _json_text(value) for key, value in (metadata or {}).items()
-    }
-
-
-def _check(check: HealthCheck | Mapping[str, Any] | None) -> HealthCheck | None:
-    if check is None or isinstance(check, HealthCheck):
-        return check
-    try:
-        return HealthCheck(**check)
-    except TypeError as exc:
-        raise ValueError(f"check: {exc}") from None
-
-
-def encode_body(body: Any, max_bytes: int) -> bytes | None:
-    """The /call body as bytes: text as UTF-8, anything else as JSON; over `max_bytes` is 413."""
-    if body is None:
-        return None
-    data = (body if isinstance(body, str) else _json_text(body)).encode("utf-8")
-    if len(data) > max_bytes:
-        raise BodyTooLarge(f"body: must be at most {max_bytes} bytes, got {len(data)}")
-    return data
-
-
-def _describe_registry(registry: Registry | str | None, data_dir: Path | None) -> str:
-    """What `serve` prints about the registry (a URL's password masked)."""
-    if registry is not None and not isinstance(registry, str):
-        return type(registry).__name__
-    if registry not in (None, "embedded"):
-        parts = urlsplit(str(registry))
-        if parts.password is not None:
-            return parts._replace(netloc=f"{parts.username or ''}:***@{parts.hostname}:{parts.port}").geturl()
-        return str(registry)
-    return f"embedded (SQLite in {data_dir})" if data_dir is not None else "embedded (in memory)"
 
 
 class ControlPlane:
@@ -162,7 +114,7 @@ class ControlPlane:
         harden(client, tracer=self.tracer, metrics=self.metrics, max_body_bytes=max_body_bytes)
         self._unsubscribe = self.mesh.bus.subscribe(self.metrics.on_event)
         self.queue = LegacyQueue(redis_url) if redis_url else None
-        self.registry_description = _describe_registry(registry, self.data_dir)
+        self.registry_description = describe_registry(registry, self.data_dir)
         self._locks = KeyedLock()
         self._configure_lock = asyncio.Lock()
         self._known_services: frozenset[str] = frozenset()
@@ -249,7 +201,7 @@ class ControlPlane:
     ) -> dict[str, Any]:
         validate_service_name(service_name)
         principal.require_manage(service_name)
-        meta = stamp_owner(_metadata(metadata), principal)
+        meta = stamp_owner(metadata_strings(metadata), principal)
         sid = service_id or f"{service_name}-{address}-{port}"
         async with self._locks.hold(sid):
             existing = await self.mesh.registry.get(sid)
@@ -258,7 +210,7 @@ class ControlPlane:
             try:
                 inst = await self.mesh.register_service(
                     service_name, address, port, list(tags or []), meta, service_id=sid,
-                    weight=weight, zone=zone, version=version, check=_check(check), ttl=ttl,
+                    weight=weight, zone=zone, version=version, check=parse_check(check), ttl=ttl,
                 )  # fmt: skip
             except RegistryUnavailable:
                 self.metrics.observe_discovery("register", False)
