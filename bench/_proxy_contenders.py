@@ -5,7 +5,8 @@ A `ProxyContender` knows how to start its process(es) pinned to the proxy core, 
 upstream's body, so a contender that answers errors fast is never counted. The
 contenders: the upstream alone (the ceiling), nginx `proxy_pass` (one worker, upstream
 keep-alive 64), HAProxy (one thread, `http-reuse always`), the bare aiohttp
-pass-through, the meshkit sidecar (`meshkit proxy`, discovering the upstream as
+pass-through, a protocol-level Python pass-through (asyncio+httptools: the least a Python
+proxy spends), the meshkit sidecar (`meshkit proxy`, discovering the upstream as
 service `bench` through a control plane) and the control plane's `POST /call`.
 """
 
@@ -188,6 +189,31 @@ class AiohttpContender(ProxyContender):
         if self.profile is not None:
             argv[1:1] = [str(BENCH_DIR / "_cprofile_run.py"), str(self.profile)]
         proc = BackgroundProcess("aiohttp-passthrough", [*argv, "--upstream", self.upstream], port, cpus=cpus)
+        self.processes.append(proc)
+        proc.start()
+        self.url = f"http://127.0.0.1:{port}/"
+        self.measured = [proc.pid] if proc.pid is not None else []
+
+
+class RawProtocolContender(ProxyContender):
+    """The protocol-level Python pass-through (`_rawproxy.py`): the floor for a Python proxy."""
+
+    def __init__(self, upstream: LocalNginx) -> None:
+        note = "reference: asyncio Protocol + httptools, no aiohttp"
+        super().__init__("asyncio+httptools", note, upstream.body)
+        self.upstream = "{}:{}".format(*upstream.addresses[0])
+
+    def start(self, cpus: set[int] | None) -> None:
+        port = free_port()
+        argv = [
+            sys.executable,
+            str(BENCH_DIR / "_rawproxy.py"),
+            "--port",
+            str(port),
+            "--upstream",
+            self.upstream,
+        ]
+        proc = BackgroundProcess("raw-protocol-proxy", argv, port, cpus=cpus)
         self.processes.append(proc)
         proc.start()
         self.url = f"http://127.0.0.1:{port}/"
