@@ -89,7 +89,7 @@
     { selector: "node", style: {
       label: "data(label)", "text-wrap": "wrap", "text-valign": "bottom", "text-margin-y": 3,
       "font-size": 10, width: 26, height: 26, "background-color": "#8a8f98", color: "#1d232b",
-      "border-width": 2, "border-color": "#ffffff" } },
+      "border-width": 2, "border-color": "#ffffff", "min-zoomed-font-size": 7 } },
     { selector: "node.healthy", style: { "background-color": "#2e9d5b" } },
     { selector: "node.degraded", style: { "background-color": "#e0a100" } },
     { selector: "node.unhealthy", style: { "background-color": "#d3352b" } },
@@ -102,7 +102,7 @@
       "text-background-color": "#ffffff", "text-background-opacity": 0.8, "text-background-padding": 1,
       "text-rotation": "autorotate" } },
     { selector: "edge.errors", style: { "line-color": "#d3352b", "target-arrow-color": "#d3352b" } },
-    { selector: "edge.quiet", style: { label: "" } }
+    { selector: "edge.quiet", style: { label: "", "curve-style": "straight" } }
   ];
 
   function initGraph() {
@@ -157,12 +157,12 @@
   }
 
   function renderGraph(topology, deps) {
-    var cy = S.cy, want = desiredElements(topology, deps, Date.now()), changed = false;
+    var cy = S.cy, want = desiredElements(topology, deps, Date.now()), added = [], gone;
     cy.batch(function () {
-      cy.elements().forEach(function (ele) {
-        var keep = ele.isNode() ? want.nodes[ele.id()] : want.edges[ele.id()];
-        if (!keep) { cy.remove(ele); changed = true; }
+      gone = cy.elements().filter(function (ele) {
+        return !(ele.isNode() ? want.nodes[ele.id()] : want.edges[ele.id()]);
       });
+      cy.remove(gone);
       [want.nodes, want.edges].forEach(function (group, i) {
         Object.keys(group).forEach(function (id) {
           var spec = group[id], existing = cy.getElementById(id);
@@ -170,13 +170,16 @@
             existing.data(spec.data);
             existing.classes(spec.classes);
           } else {
-            cy.add({ group: i === 0 ? "nodes" : "edges", data: spec.data, classes: spec.classes });
-            changed = true;
+            added.push({ group: i === 0 ? "nodes" : "edges", data: spec.data, classes: spec.classes });
           }
         });
       });
+      if (added.length) cy.add(added);  // one call: cytoscape indexes the whole set at once
     });
+    var changed = added.length > 0 || gone.length > 0;
+    performance.mark("meshkit-elements");
     if (changed) layout();
+    performance.mark("meshkit-layout");
     if (!S.ready) {
       S.ready = true;
       performance.mark("meshkit-graph-ready");
@@ -188,13 +191,23 @@
   }
 
   function layout() {
-    var n = S.cy.nodes().length;
-    // small meshes: callers above callees (deterministic, readable); large ones: a grid, which is O(n)
-    var opts = n <= 60
-      ? { name: "breadthfirst", directed: true, animate: false, spacingFactor: 1.4, avoidOverlap: true, nodeDimensionsIncludeLabels: true }
-      : { name: "grid", animate: false, avoidOverlap: true, condense: true };
-    S.cy.layout(opts).run();
-    S.cy.fit(undefined, 30);
+    var cy = S.cy, nodes = cy.nodes(), n = nodes.length;
+    if (n <= 60) {  // small meshes: callers above callees, deterministic and readable
+      cy.layout({ name: "breadthfirst", directed: true, animate: false, spacingFactor: 1.4, avoidOverlap: true,
+        nodeDimensionsIncludeLabels: true }).run();
+      cy.fit(undefined, 30);
+      return;
+    }
+    // large ones: a grid by name, placed directly (O(n), no label measuring), then a computed viewport
+    var DX = 120, DY = 70, cols = Math.ceil(Math.sqrt(n * 1.6)), index = {};
+    nodes.map(function (node) { return node.id(); }).sort().forEach(function (id, i) { index[id] = i; });
+    nodes.positions(function (node) {
+      var i = index[node.id()];
+      return { x: (i % cols) * DX, y: Math.floor(i / cols) * DY };
+    });
+    var w = (cols - 1) * DX + DX, h = Math.ceil(n / cols) * DY, box = cy.container();
+    var zoom = Math.min(box.clientWidth / w, box.clientHeight / h) * 0.95;
+    cy.viewport({ zoom: zoom, pan: { x: (box.clientWidth - (w - DX) * zoom) / 2, y: (box.clientHeight - (h - DY) * zoom) / 2 } });
   }
 
   // -- header, alerts, services table, charts ---------------------------------------------------
@@ -412,8 +425,11 @@
       renderAlerts(r[3]);
       renderGraph(r[0], r[2]);
       renderHealth(r[1], r[4]);
+      await new Promise(function (done) { setTimeout(done, 0); });  // let the graph paint first
+      performance.mark("meshkit-painted");
       renderServices(r[0]);
       renderMeshCharts(r[4].points);
+      performance.mark("meshkit-tables");
       if (S.selected) { renderDetail(); refreshDetail(); }
       $("updated").textContent = "updated " + new Date().toLocaleTimeString();
       document.body.dataset.polls = String((parseInt(document.body.dataset.polls || "0", 10)) + 1);
