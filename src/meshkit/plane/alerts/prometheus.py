@@ -80,7 +80,10 @@ _TEXT = {
         "{{ $labels.service }} is degraded",
         "Only {{ $value | humanizePercentage }} of its instances are healthy.",
     ),
-    "MeshHealthCritical": ("Mesh health is critical", '{{ $value | printf "%.0f" }}% of instances are healthy.'),
+    "MeshHealthCritical": (
+        "Mesh health is critical",
+        '{{ $value | printf "%.0f" }}% of instances are healthy.',
+    ),
     "MeshHealthLow": ("Mesh health is low", '{{ $value | printf "%.0f" }}% of instances are healthy.'),
     "CircuitBreakerOpen": (
         "Circuit breaker open for {{ $labels.instance }}",
