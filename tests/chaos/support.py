@@ -175,6 +175,40 @@ async def at(start: float, offset: float) -> None:
     await asyncio.sleep(max(0.0, start + offset - asyncio.get_running_loop().time()))
 
 
+class LoopLag:
+    """How late the event loop wakes a 5 ms sleeper: the machine's own noise, beside the figures.
+
+    On a shared machine a latency percentile moves with other processes' load; recording the
+    loop's lateness in the same windows tells a slow mesh from a busy machine.
+    """
+
+    def __init__(self, tick: float = 0.005) -> None:
+        self.tick = tick
+        self.samples: list[tuple[float, float]] = []  # (seconds since start, lateness)
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(self.tick)
+            now = loop.time()
+            self.samples.append((before - t0, now - before - self.tick))
+
+    def p(self, q: float, start: float = 0.0, end: float = math.inf) -> float:
+        return percentile((lag for at, lag in self.samples if start <= at < end), q)
+
+    async def __aenter__(self) -> LoopLag:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
 # -- counting attempts from the client side ----------------------------------------------------
 
 

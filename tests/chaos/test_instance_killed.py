@@ -17,6 +17,7 @@ kill at 20 s. Figures go to test-artifacts/chaos-figures.jsonl (see docs/reliabi
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from meshkit.events import EventRecorder, HealthTransition
 from meshkit.mesh import ServiceMesh
 from meshkit.types import HealthCheck
 from tests.chaos.conftest import StartProcesses
-from tests.chaos.support import AttemptLog, at, open_loop, report
+from tests.chaos.support import AttemptLog, LoopLag, at, open_loop, report
 
 RATE = 200.0  # requests per second, open loop
 CHECK = HealthCheck(interval=0.5, timeout=0.25, unhealthy_threshold=3, healthy_threshold=2)
@@ -79,10 +80,11 @@ async def run_kill_under_load(
             killed["mono"] = time.monotonic()
             await asyncio.to_thread(victim.kill)
 
-        start = asyncio.get_running_loop().time()
-        killer = asyncio.create_task(kill_victim(start))
-        load = await open_loop(call, rate=RATE, duration=duration)
-        await killer
+        async with LoopLag() as lag:
+            start = asyncio.get_running_loop().time()
+            killer = asyncio.create_task(kill_victim(start))
+            load = await open_loop(call, rate=RATE, duration=duration)
+            await killer
         end = time.monotonic()
 
     before = attempts.count(victim_id, until=killed["mono"])
@@ -118,6 +120,9 @@ async def run_kill_under_load(
             "baseline_p99_ms": round(baseline_p99 * 1000, 2),
             "kill_window_p99_ms": round(load.p(99, kill_at, kill_at + 10.0) * 1000, 2),
             "recovered_p99_ms": round(recovered_p99 * 1000, 2),
+            "loop_lag_p99_baseline_ms": round(lag.p(99, WARMUP, kill_at) * 1000, 2),
+            "loop_lag_p99_recovered_ms": round(lag.p(99, kill_at + 10.0) * 1000, 2),
+            "load_average_1m": round(os.getloadavg()[0], 2),
             "run_s": round(end - killed["mono"] + kill_at, 1),
         },
         record_property,

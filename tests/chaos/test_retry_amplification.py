@@ -28,7 +28,7 @@ from meshkit.events import EventRecorder, RetryAttempt
 from meshkit.resilience import BreakerPolicy, OutlierPolicy, RetryPolicy
 from tests.chaos.support import AttemptLog, open_loop, report
 from tests.conftest import StartUpstream
-from tests.support.servers import free_port, status
+from tests.support.servers import Handler, free_port, status
 
 NEVER_TRIP_BREAKER = BreakerPolicy(failure_threshold=10**9)
 NEVER_EJECT = OutlierPolicy(consecutive_failures=10**9)
@@ -99,7 +99,7 @@ async def test_a_failing_upstream_gets_at_most_the_retry_budget_for_30s(
 LINGER_RESET = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # SO_LINGER on, 0 s: close() sends RST
 
 
-def apply_then_fail(applied: Counter[str]) -> Callable[[web.Request], object]:
+def apply_then_fail(applied: Counter[str]) -> Handler:
     """Records the operation id, then answers 200, 502, 503 or resets, in turn."""
     served = 0
 
@@ -128,7 +128,7 @@ async def post_through_faults(
     upstreams: StartUpstream, posts: int, headers: Callable[[int], dict[str, str]]
 ) -> tuple[Counter[str], dict[str, str], int]:
     applied: Counter[str] = Counter()
-    ups = [await upstreams(f"apply{i}", apply_then_fail(applied)) for i in range(2)]  # type: ignore[arg-type]
+    ups = [await upstreams(f"apply{i}", apply_then_fail(applied)) for i in range(2)]
     dead = ("127.0.0.1", free_port())  # nothing listens: connects are refused
     client = MeshClient.static(
         {"orders": [*((u.host, u.port) for u in ups), dead]},
