@@ -127,3 +127,27 @@ async def test_strategy_change_and_bad_names(upstreams) -> None:
         client_for([up.port], timeout=0)
     with pytest.raises(ValueError, match="interceptor"):
         client.add_request_interceptor(lambda r: r)  # type: ignore[arg-type,return-value]
+
+
+async def test_tracer_and_metrics_given_to_the_client_are_in_its_stack(upstreams) -> None:
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from meshkit.observe.metrics import MeshMetrics
+    from meshkit.observe.tracing import Tracer
+
+    up = await upstreams("a")
+    spans = InMemorySpanExporter()
+    tracer = Tracer("caller", processors=[SimpleSpanProcessor(spans)])
+    metrics = MeshMetrics()
+    metrics.set_known_services(["svc"])
+    async with client_for([up.port], tracer=tracer, metrics=metrics) as client:
+        request = Request("GET", "/t", service="svc")
+        await client.call(request)
+    assert client.stack.roles[:2] == ["metrics", "trace"]
+    assert "trace-attempt" in client.stack.roles
+    names = sorted(s.name for s in spans.get_finished_spans())
+    assert names == ["attempt svc", "call svc"]
+    assert len(request.context["trace_id"]) == 32
+    text = metrics.render()[0].decode()
+    assert 'service="svc"' in text

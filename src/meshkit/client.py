@@ -154,7 +154,13 @@ class MeshClient:
             retry=retry,
             timeout=self._timeout,
             hash_header=hash_header,
+            tracer=tracer,
+            metrics=metrics,
         )
+        self.tracer = tracer
+        self.metrics = metrics
+        if metrics is not None:
+            bus.subscribe(metrics.on_event)
         self._service: Service | None = None
         self._built_version = -1
 
