@@ -17,7 +17,7 @@ system-deps:
 	bash scripts/system-deps.sh
 
 run: $(STAMP)
-	$(PY) -m meshkit.demo
+	$(VENV)/bin/meshkit serve --demo --data-dir .meshkit
 
 test: system-deps $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from meshkit.cli.common import JsonOpt, console, emit_json, fail, run_async, settings
+from meshkit.errors import RegistryUnavailable
 from meshkit.remote import DEFAULT_PORT, default_data_dir
 
 kong_app = typer.Typer(help="Keep Kong's upstreams, targets, services and routes in step with the registry.")
@@ -51,7 +52,7 @@ def serve(
             host=host, port=port, data_dir=directory.expanduser(), registry=registry,
             redis_url=redis_url, public_read=public_read, demo=demo,
         )  # fmt: skip
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RegistryUnavailable) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         pass
@@ -90,7 +91,7 @@ def proxy(
     )
     try:
         run_proxy(listen, url, target.token, **options)
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RegistryUnavailable) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
         pass

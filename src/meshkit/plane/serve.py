@@ -24,13 +24,15 @@ import aiohttp
 import uvicorn
 from fastapi import FastAPI
 
+from meshkit.errors import RegistryUnavailable
 from meshkit.plane.api import V2_PREFIX, create_app
 from meshkit.plane.auth import RedactTokensFilter
+from meshkit.plane.dashboard import dashboard_router
 from meshkit.plane.plane import ControlPlane
 
 log = logging.getLogger("meshkit.serve")
 DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8470
+DEFAULT_PORT = 8080
 DEFAULT_DATA_DIR = Path.home() / ".meshkit"
 HEALTH_PATH = f"{V2_PREFIX}/health"
 
@@ -132,6 +134,20 @@ def with_demo(app: FastAPI, plane: ControlPlane, base_url: str) -> None:
     app.router.lifespan_context = lifespan
 
 
+async def preflight(registry: str | None, data_dir: Path) -> None:
+    """Reach a distributed backend once before serving, so a wrong address is one clear line.
+
+    Raises `RegistryUnavailable` naming the address (unreachable, or the wrong version).
+    """
+    if registry in (None, "embedded", "memory"):
+        return
+    from meshkit.registry.factory import open_registry
+
+    backend = open_registry(registry, data_dir=data_dir)
+    await backend.start()
+    await backend.close()
+
+
 def run_serve(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
@@ -153,8 +169,9 @@ def run_serve(
         admin_token=os.environ.get("MESHKIT_ADMIN_TOKEN") or None,
     )
     install_log_redaction(plane)
+    asyncio.run(preflight(registry, directory))
     plane.tokens.ensure_admin_token()  # created now, so the banner's path exists
-    app = create_app(plane)
+    app = create_app(plane, extra_routers=[dashboard_router(plane)])
     if demo:
         with_demo(app, plane, _url(host, port))
     print(banner(plane, host, port, demo), flush=True)
@@ -190,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         run_serve(
             args.host, args.port, args.data_dir, args.registry, args.redis_url, args.public_read, args.demo
         )
-    except ValueError as exc:
+    except (ValueError, RegistryUnavailable) as exc:
         parser.exit(2, f"error: {exc}\n")
 
 
