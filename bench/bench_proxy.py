@@ -21,8 +21,10 @@ rounds (the order rotates) and each keeps the median of its req/s, p50 and p99; 
 are against nginx proxy_pass measured in the same run, "added p99" is a contender's p99
 minus the direct upstream's. The CPU time each proxy's process(es) spent per request
 is read from /proc around every round: it barely moves when other processes steal the
-CPU, so "x nginx cpu" is the steadier ratio on a shared machine. Each answer is checked to be the upstream's body before
-and after the rounds, so a contender that answers errors is never counted. wrk is a
+CPU, so "x nginx cpu" is the steadier ratio on a shared machine; "core %" is how busy
+that made the proxy's core (near 100: the proxy is the limit; well below: wrk and the
+upstream on the other core are). Each answer is checked to be the upstream's body
+before and after the rounds, so a contender that answers errors is never counted. wrk is a
 closed loop: at saturation p99 is about connections / req/s, so the p99 target follows
 throughput. Run: `.venv/bin/python bench/bench_proxy.py [--quick] [--json]`;
 `--profile` runs the sidecar (and the aiohttp pass-through, as the baseline) under
@@ -62,7 +64,7 @@ ADDED_P99_TARGET = 2.0  # meshkit proxy's added p99 <= 2 x nginx's added p99
 CALL_TARGET = 0.3  # meshkit /call req/s >= 0.3 x nginx proxy_pass req/s
 BASELINE = "nginx proxy_pass"
 HEADERS = ["contender", "req/s", "p50 ms", "p99 ms", "x nginx", "added p99 ms", "cpu us/req", "x nginx cpu",
-           "errors", "notes"]  # fmt: skip
+           "core %", "errors", "notes"]  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -156,6 +158,7 @@ def summarize(
         rows[contender.name] = {
             "rps": statistics.median(r.rps for r in results),
             "cpu_us_per_request": statistics.median(r.cpu_us for r in rounds),
+            "core_busy": statistics.median(r.cpu_us * r.wrk.rps / 1e4 for r in rounds),
             "p50_ms": statistics.median(r.p50_ms for r in results),
             "p99_ms": statistics.median(r.p99_ms for r in results),
             "errors": sum(r.errors for r in results),
@@ -230,10 +233,10 @@ def print_report(result: dict[str, Any]) -> None:
     for name, row in rows.items():
         if "rps" in row:
             figures = [row["rps"], row["p50_ms"], row["p99_ms"], row["ratio"], row["added_p99_ms"]]
-            cpu = [f"{row['cpu_us_per_request']:.1f}", row["cpu_ratio"]]
+            cpu = [f"{row['cpu_us_per_request']:.1f}", row["cpu_ratio"], f"{row['core_busy']:.0f}"]
             table.append([name, *figures, *cpu, row["errors"], row["note"]])
         else:
-            table.append([name, *["-"] * 8, f"UNAVAILABLE: {row['error']}"])
+            table.append([name, *["-"] * 9, f"UNAVAILABLE: {row['error']}"])
     print(format_table(HEADERS, [[c if c is not None else "-" for c in r] for r in table]))
     print("req/s per round: " + ", ".join(f"{n} {r['rounds']}" for n, r in rows.items() if "rounds" in r))
     print(ceiling_line(rows))
