@@ -29,7 +29,7 @@ from meshkit.registry.base import AddressPolicy, Snapshot, UnknownInstance
 from meshkit.registry.expiry import ExpiryTracker
 from meshkit.registry.index import InstanceIndex
 from meshkit.registry.store import SqliteStore, Synchronous
-from meshkit.registry.validation import validate_instance
+from meshkit.registry.validation import admit
 from meshkit.registry.writer import GroupCommitWriter, Op
 from meshkit.types import ServiceInstance, ServiceState, validate_service_name
 
@@ -112,17 +112,7 @@ class EmbeddedRegistry:
     async def register(
         self, instance: ServiceInstance, *, address_policy: AddressPolicy | None = None
     ) -> ServiceInstance:
-        validate_instance(instance)
-        policy = address_policy or self._address_policy
-        if policy is not None:
-            policy(instance.address)
-        record = replace(
-            instance,
-            tags=list(instance.tags),
-            metadata=dict(instance.metadata),
-            check=replace(instance.check) if instance.check is not None else None,
-            connections=0,
-        )
+        record = admit(instance, address_policy or self._address_policy)
         result: ServiceInstance = await self._submit("put", record.service_id, record)
         return result
 

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import replace
 
+from meshkit.registry.base import AddressPolicy
 from meshkit.types import ServiceInstance, ServiceState
 
 MAX_TAGS = 32
@@ -97,3 +99,18 @@ def validate_metadata(metadata: object) -> None:
                 f"metadata: value of {key!r} must be a string of at most {MAX_METADATA_VALUE_LEN} "
                 f"characters, got {type(value).__name__} of length {len(str(value))}"
             )
+
+
+def admit(instance: ServiceInstance, policy: AddressPolicy | None) -> ServiceInstance:
+    """What every backend does before a write: validate each field, ask the address policy,
+    and return a copy the caller can no longer change under the registry's feet."""
+    validate_instance(instance)
+    if policy is not None:
+        policy(instance.address)
+    return replace(
+        instance,
+        tags=list(instance.tags),
+        metadata=dict(instance.metadata),
+        check=replace(instance.check) if instance.check is not None else None,
+        connections=0,
+    )

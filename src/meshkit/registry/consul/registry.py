@@ -36,7 +36,7 @@ from meshkit.registry.consul.codec import (
     heartbeat_ttl,
 )
 from meshkit.registry.consul.http import ConsulHttp, Reply, path_part
-from meshkit.registry.validation import validate_instance
+from meshkit.registry.validation import admit
 from meshkit.types import SERVICE_NAME_RE, ServiceInstance, ServiceState, validate_service_name
 
 MIN_VERSION = (1, 7)  # SuccessBeforePassing / FailuresBeforeCritical on checks
@@ -145,10 +145,7 @@ class ConsulRegistry:
     async def register(
         self, instance: ServiceInstance, *, address_policy: AddressPolicy | None = None
     ) -> ServiceInstance:
-        validate_instance(instance)
-        policy = address_policy or self._address_policy
-        if policy is not None:
-            policy(instance.address)
+        instance = admit(instance, address_policy or self._address_policy)
         body = encode_service(instance)
         query = {"replace-existing-checks": "true"}
         await self._call("PUT", "/v1/agent/service/register", query=query, body=body)

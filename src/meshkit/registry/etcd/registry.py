@@ -33,7 +33,7 @@ from meshkit.registry.base import AddressPolicy, Snapshot, UnknownInstance
 from meshkit.registry.etcd import keys
 from meshkit.registry.etcd.client import URL_FORMAT, Endpoint, EtcdClient, parse_endpoints, unb64
 from meshkit.registry.etcd.watch import follow
-from meshkit.registry.validation import validate_instance
+from meshkit.registry.validation import admit
 from meshkit.types import ServiceInstance, ServiceState, validate_service_name
 
 log = logging.getLogger(__name__)
@@ -114,18 +114,8 @@ class EtcdRegistry:
     async def register(
         self, instance: ServiceInstance, *, address_policy: AddressPolicy | None = None
     ) -> ServiceInstance:
-        validate_instance(instance)
-        policy = address_policy or self._address_policy
-        if policy is not None:
-            policy(instance.address)
+        record = admit(instance, address_policy or self._address_policy)
         self._check_open()
-        record = replace(
-            instance,
-            tags=list(instance.tags),
-            metadata=dict(instance.metadata),
-            check=replace(instance.check) if instance.check is not None else None,
-            connections=0,
-        )
         sid, service = record.service_id, record.service_name
         lease = await self.client.grant(record.ttl) if record.ttl is not None else 0
         id_key = self.keys.id(sid)
