@@ -234,7 +234,13 @@ def _record_failure(span: ClientSpan, exc: BaseException) -> None:
 
 
 def _attempt_attributes(request: Request, attempt: int) -> dict[str, Any]:
-    attributes: dict[str, Any] = {"meshkit.attempt": attempt, "http.request.method": request.method}
+    # meshkit.service names the callee even when it sends no server span back (untraced, or the
+    # attempt failed before it answered): the dependency graph must not fall back to an address.
+    attributes: dict[str, Any] = {
+        "meshkit.service": request.service,
+        "meshkit.attempt": attempt,
+        "http.request.method": request.method,
+    }
     instance = request.instance
     if instance is not None:
         attributes["meshkit.instance.id"] = instance.service_id

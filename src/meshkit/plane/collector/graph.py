@@ -4,8 +4,10 @@ Each CLIENT (or PRODUCER) span is one call. Its caller is the span's own service
 is the service of the SERVER (or CONSUMER) span that is its child when the callee is traced
 too, else the peer the client span names (`meshkit.service`, `peer.service`,
 `server.address`). This is how Jaeger's dependency job and Zipkin's `DependencyLinker`
-build links. Latency percentiles are nearest-rank over the client spans' durations, i.e.
-the latency the caller saw, network included.
+build links. A client span whose parent is a client span of the same service is a part of
+that call (meshkit's attempt spans under its call span) and is not counted again: one call
+is counted once, with the outcome the caller got. Latency percentiles are nearest-rank over
+the client spans' durations, i.e. the latency the caller saw, network included.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ SELECT c.service,
        c.duration_ms, c.error
 FROM spans AS c INDEXED BY spans_caller_start
 WHERE c.kind IN (3, 4) AND c.start_ns >= ?
+  AND NOT EXISTS (SELECT 1 FROM spans AS p
+                  WHERE p.trace_id = c.trace_id AND p.span_id = c.parent_span_id
+                    AND p.kind IN (3, 4) AND p.service = c.service)
 """
 
 
