@@ -16,6 +16,7 @@ from fastapi.responses import Response
 
 from meshkit.plane.api import errors
 from meshkit.plane.api.deps import principal, reader
+from meshkit.plane.api.framing import FramingCheck
 from meshkit.plane.api.limits import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from meshkit.plane.api.models import ERROR_RESPONSES
 from meshkit.plane.api.traces import otlp_router, traces_router
@@ -74,4 +75,5 @@ def create_app(
         max_bytes=max_body_bytes,
         per_path={OTLP_PATH: plane.collector.max_bytes},
     )
+    app.add_middleware(FramingCheck)  # type: ignore[arg-type]  # outermost: before any body is read
     return app

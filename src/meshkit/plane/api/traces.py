@@ -1,8 +1,9 @@
 """Tracing endpoints: OTLP/HTTP ingest at /v1/traces, and search, traces and dependencies.
 
 `POST /v1/traces` is where any OpenTelemetry exporter sends (protobuf or JSON, gzip or
-not); like the other reads it needs a token unless --public-read (exporters send one with
-`OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer <token>"`), admin or service token alike.
+not); it writes, so it always needs a token, admin or service alike, even with --public-read
+(which opens reads only); exporters send one with
+`OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer <token>"`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from meshkit.plane.api import models as m
-from meshkit.plane.api.deps import reader
+from meshkit.plane.api.deps import principal, reader
 from meshkit.plane.plane import MAX_WINDOW, ControlPlane
 
 Read = [Depends(reader)]
+Write = [Depends(principal)]
 OTLP_BODY = {
     "requestBody": {
         "required": True,
@@ -36,7 +38,7 @@ OTLP_BODY = {
 def otlp_router(plane: ControlPlane) -> APIRouter:
     router = APIRouter(tags=["tracing"])
 
-    @router.post("/v1/traces", dependencies=Read, response_class=Response, openapi_extra=OTLP_BODY)
+    @router.post("/v1/traces", dependencies=Write, response_class=Response, openapi_extra=OTLP_BODY)
     async def ingest(request: Request) -> Response:
         """OTLP/HTTP trace export (ExportTraceServiceRequest)."""
         headers = request.headers
