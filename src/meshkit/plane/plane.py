@@ -107,7 +107,12 @@ class ControlPlane:
         if health_checks:
             default = self.settings.health_check.check()
             self.checks = DefaultCheckSync(
-                self.mesh.backend, default=default, bus=self.mesh.bus, clock=clock, rng=self.mesh.rng
+                self.mesh.backend,
+                default=default,
+                leadership=self.mesh._leadership(),  # several planes on one etcd: only the elected one probes
+                bus=self.mesh.bus,
+                clock=clock,
+                rng=self.mesh.rng,
             )
             self.mesh.health = self.checks
         client = self.mesh.client
