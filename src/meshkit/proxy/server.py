@@ -4,7 +4,9 @@ A service in any language gets discovery, balancing, breakers, retries, deadline
 tracing by calling its local sidecar instead of the instance (the Linkerd and Envoy
 sidecar model, here without iptables: the caller addresses the sidecar explicitly). The
 handler is the hot path: it splits the target once, drops hop-by-hop headers both ways
-(RFC 9110 7.6.1), reads a capped body, calls the `MeshClient` and copies the answer back.
+(RFC 9110 7.6.1) and the caller's `X-Meshkit-*` headers (the mesh's own: the caller's
+deadline is read from them first, then the transport stamps the next hop's), reads a
+capped body, calls the `MeshClient` and copies the answer back.
 Mesh decisions become JSON errors: 503 when no instance could serve the call (none
 registered, breakers open, retry budget spent, every attempt failed), 504 when the
 deadline passed. Framing the proxy cannot trust is refused with 400 before anything is
@@ -14,10 +16,11 @@ forwarded (see `meshkit.proxy.framing`).
 from __future__ import annotations
 
 from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from meshkit.client import MeshClient
 from meshkit.errors import DeadlineExceeded, MeshError, RequestTimeout
-from meshkit.plane.headers import strip_hop_by_hop
+from meshkit.plane.headers import INTERNAL_PREFIX, strip_hop_by_hop
 from meshkit.plane.ssrf import UnsafePath
 from meshkit.proxy.framing import UnsafeFraming, check_framing
 from meshkit.proxy.routing import BadRoute, split_target
@@ -25,6 +28,14 @@ from meshkit.resilience.deadline import deadline_from_headers
 from meshkit.types import Request
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
+
+
+def outgoing_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+    """The caller's headers without hop-by-hop and internal (`X-Meshkit-*`) ones."""
+    kept = strip_hop_by_hop(headers)
+    for name in [n for n in kept if n[:10].lower() == INTERNAL_PREFIX]:
+        kept.popall(name, None)
+    return kept
 
 
 def error_response(status: int, error: str, detail: str) -> web.Response:
@@ -53,7 +64,7 @@ class ProxyHandler:
         body = await self._read_body(request)
         if isinstance(body, web.Response):
             return body
-        call = Request(request.method, path, strip_hop_by_hop(request.headers), body, service=service)
+        call = Request(request.method, path, outgoing_headers(request.headers), body, service=service)
         call.hash_key = request.remote
         deadline = deadline_from_headers(request.headers, self.client.parts.clock)
         if deadline is not None:
