@@ -89,6 +89,8 @@ class ProxyHandler:
             body = await request.read()
         except web.HTTPRequestEntityTooLarge:
             return self._too_large()
+        except ConnectionError:  # the caller left mid-body: nothing to forward, no one to answer
+            return error_response(400, "IncompleteBody", "body: the connection closed before the body ended")
         return body or None
 
     def _too_large(self) -> web.Response:
