@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from aiohttp import web
 from aiohttp.http import HttpVersion11
+from multidict import MultiMapping
 
 
 class UnsafeFraming(ValueError):
@@ -23,7 +24,11 @@ class UnsafeFraming(ValueError):
 
 def check_framing(request: web.Request) -> None:
     """Raise `UnsafeFraming` unless the body's length has exactly one reading."""
-    headers = request.headers
+    check_header_framing(request.headers, request.version >= HttpVersion11)
+
+
+def check_header_framing(headers: MultiMapping[str], http11: bool) -> None:
+    """`check_framing` on parsed header fields, for servers other than aiohttp's (the h1 engine)."""
     te = headers.getall("Transfer-Encoding", None)
     cl = headers.getall("Content-Length", None)
     if te is None and cl is None:
@@ -31,7 +36,7 @@ def check_framing(request: web.Request) -> None:
     if te is not None:
         if cl is not None:
             raise UnsafeFraming("headers: Content-Length and Transfer-Encoding must not both be present")
-        if request.version < HttpVersion11:
+        if not http11:
             raise UnsafeFraming("headers: Transfer-Encoding is not allowed in an HTTP/1.0 request")
         if len(te) != 1 or te[0].strip().lower() != "chunked":
             raise UnsafeFraming(f"headers: Transfer-Encoding must be exactly 'chunked', got {te!r}")

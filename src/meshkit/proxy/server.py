@@ -16,26 +16,14 @@ forwarded (see `meshkit.proxy.framing`).
 from __future__ import annotations
 
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from meshkit.client import MeshClient
-from meshkit.errors import DeadlineExceeded, MeshError, RequestTimeout
-from meshkit.plane.headers import INTERNAL_PREFIX, strip_hop_by_hop
 from meshkit.plane.ssrf import UnsafePath
+from meshkit.proxy.forward import forward, outgoing_headers
 from meshkit.proxy.framing import UnsafeFraming, check_framing
 from meshkit.proxy.routing import BadRoute, split_target
-from meshkit.resilience.deadline import deadline_from_headers
-from meshkit.types import Request
 
 DEFAULT_MAX_BODY = 10 * 1024 * 1024
-
-
-def outgoing_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-    """The caller's headers without hop-by-hop and internal (`X-Meshkit-*`) ones."""
-    kept = strip_hop_by_hop(headers)
-    for name in [n for n in kept if n[:10].lower() == INTERNAL_PREFIX]:
-        kept.popall(name, None)
-    return kept
 
 
 def error_response(status: int, error: str, detail: str) -> web.Response:
@@ -64,20 +52,11 @@ class ProxyHandler:
         body = await self._read_body(request)
         if isinstance(body, web.Response):
             return body
-        call = Request(request.method, path, outgoing_headers(request.headers), body, service=service)
-        call.hash_key = request.remote
-        deadline = deadline_from_headers(request.headers, self.client.parts.clock)
-        if deadline is not None:
-            call.deadline = deadline
-        try:
-            response = await self.client.call(call)
-        except (DeadlineExceeded, RequestTimeout) as exc:
-            return error_response(504, type(exc).__name__, str(exc))
-        except MeshError as exc:
-            return error_response(503, type(exc).__name__, str(exc))
-        return web.Response(
-            status=response.status, headers=strip_hop_by_hop(response.headers), body=response.body
+        # the mapping to and from the mesh is shared with the h1 engine (meshkit.proxy.forward)
+        answer = await forward(
+            self.client, request.method, service, path, request.headers, body, request.remote
         )
+        return web.Response(status=answer.status, headers=answer.headers, body=answer.body)
 
     async def _read_body(self, request: web.Request) -> bytes | web.Response | None:
         if not request.body_exists:
@@ -105,4 +84,4 @@ def proxy_app(client: MeshClient, *, max_body: int = DEFAULT_MAX_BODY) -> web.Ap
     return app
 
 
-__all__ = ["DEFAULT_MAX_BODY", "ProxyHandler", "error_response", "proxy_app"]
+__all__ = ["DEFAULT_MAX_BODY", "ProxyHandler", "error_response", "outgoing_headers", "proxy_app"]
