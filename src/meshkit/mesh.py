@@ -134,7 +134,7 @@ class ServiceMesh:
             health_checks = type(self.backend).__name__ != "ConsulRegistry"
         if health_checks:
             self.health = RegistryHealthSync(
-                self.backend, leadership=self._leadership(), bus=self.bus, clock=clock, rng=self.rng
+                self.backend, leadership=self.health_leadership(), bus=self.bus, clock=clock, rng=self.rng
             )
         self.client = MeshClient(
             self.registry,
@@ -159,7 +159,7 @@ class ServiceMesh:
             return opened
         return registry
 
-    def _leadership(self) -> Leadership | None:
+    def health_leadership(self) -> Leadership | None:
         """With several control planes on one etcd, only the elected one runs health checks."""
         if type(self.backend).__name__ != "EtcdRegistry":
             return None

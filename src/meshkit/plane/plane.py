@@ -109,7 +109,7 @@ class ControlPlane:
             self.checks = DefaultCheckSync(
                 self.mesh.backend,
                 default=default,
-                leadership=self.mesh._leadership(),  # several planes on one etcd: only the elected one probes
+                leadership=self.mesh.health_leadership(),  # several planes on one etcd: only the elected one probes
                 bus=self.mesh.bus,
                 clock=clock,
                 rng=self.mesh.rng,
