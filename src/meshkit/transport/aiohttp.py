@@ -8,13 +8,21 @@ and the remaining deadline travels to the next hop in `X-Meshkit-Deadline-Ms`.
 
 from __future__ import annotations
 
+import math
+
 import aiohttp
 from multidict import CIMultiDict
+from yarl import URL
 
 from meshkit.clock import SYSTEM_CLOCK, Clock
 from meshkit.errors import ConnectError, ConnectionReset, RequestTimeout, TransportError
 from meshkit.transport.base import DEADLINE_HEADER, Transport
-from meshkit.types import Request, Response
+from meshkit.types import Request, Response, ServiceInstance
+
+_URL_CACHE_SIZE = 4096  # (host, port, path) entries; cleared when full
+_TIMEOUT_CACHE_SIZE = 256
+_CEIL_THRESHOLD = 5.0  # aiohttp.ClientTimeout.ceil_threshold's default
+_STEPS_PER_SECOND = 4
 
 
 class AiohttpTransport(Transport):
@@ -42,23 +50,21 @@ class AiohttpTransport(Transport):
         self._connector_factory = connector_factory
         self._session: aiohttp.ClientSession | None = None
         self._default_timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout)
+        self._urls: dict[tuple[str, int, str], URL] = {}
+        self._timeouts: dict[int, aiohttp.ClientTimeout] = {}
 
-    def _get_session(self) -> aiohttp.ClientSession:
-        session = self._session
-        if session is None or session.closed:
-            connector = self._connector_factory(
-                limit=self._limit,
-                limit_per_host=self._limit_per_host,
-                keepalive_timeout=self._keepalive,
-                ttl_dns_cache=10,
-            )
-            session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._default_timeout,
-                auto_decompress=False,
-                skip_auto_headers=("User-Agent",),
-            )
-            self._session = session
+    def _open(self) -> aiohttp.ClientSession:
+        connector = self._connector_factory(
+            limit=self._limit,
+            limit_per_host=self._limit_per_host,
+            keepalive_timeout=self._keepalive,
+            ttl_dns_cache=10,
+        )
+        session = self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._default_timeout,
+            auto_decompress=False,
+        )
         return session
 
     async def __call__(self, request: Request) -> Response:
@@ -67,15 +73,21 @@ class AiohttpTransport(Transport):
             raise TransportError("no instance chosen for the request (is a balancer in the stack?)")
         timeout = self._default_timeout
         headers = request.headers
-        if request.deadline is not None:
-            remaining = request.deadline - self._clock.monotonic()
+        deadline = request.deadline
+        if deadline is not None:
+            remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 raise RequestTimeout("deadline passed before the attempt started", instance.id)
-            timeout = aiohttp.ClientTimeout(total=remaining, sock_connect=self._connect_timeout)
+            timeout = self._attempt_timeout(remaining)
             headers[DEADLINE_HEADER] = str(int(remaining * 1000))  # the request belongs to this call
-        url = f"http://{instance.endpoint}{request.path}"
+        url = self._urls.get((instance.address, instance.port, request.path))
+        if url is None:
+            url = self._url(instance, request.path)
+        session = self._session
+        if session is None:
+            session = self._open()
         try:
-            async with self._get_session().request(
+            async with session.request(
                 request.method,
                 url,
                 headers=headers,
@@ -83,7 +95,10 @@ class AiohttpTransport(Transport):
                 allow_redirects=False,
                 timeout=timeout,
             ) as resp:
-                body = await self._read(resp, instance.id)
+                if self._max_response_bytes is None:
+                    body = await resp.read()
+                else:
+                    body = await self._read_capped(resp, instance.id)
                 return Response(resp.status, CIMultiDict(resp.headers), body, instance)
         except aiohttp.ClientConnectorError as exc:
             raise ConnectError(f"connect to {instance.endpoint} failed: {exc.os_error}", instance.id) from exc
@@ -92,10 +107,38 @@ class AiohttpTransport(Transport):
         except aiohttp.ClientError as exc:
             raise ConnectionReset(f"{instance.endpoint}: {type(exc).__name__}: {exc}", instance.id) from exc
 
-    async def _read(self, resp: aiohttp.ClientResponse, instance_id: str) -> bytes:
+    def _url(self, instance: ServiceInstance, path: str) -> URL:
+        """The parsed URL for `path` on `instance`, kept so the next attempt skips formatting and parsing."""
+        urls = self._urls
+        if len(urls) >= _URL_CACHE_SIZE:
+            urls.clear()
+        url = urls[(instance.address, instance.port, path)] = URL(f"http://{instance.endpoint}{path}")
+        return url
+
+    def _attempt_timeout(self, remaining: float) -> aiohttp.ClientTimeout:
+        """The attempt's bound: exact below aiohttp's ceil threshold, shared above it.
+
+        aiohttp rounds a timer of `ceil_threshold` (5 s) or more up to a whole second of loop
+        time, so such a bound is only precise to a second anyway: rounding `remaining` up to a
+        quarter second loses nothing that matters and lets one `ClientTimeout` per quarter
+        second be reused (one per call for a 30 s deadline) instead of built per attempt.
+        The bound never ends before the deadline.
+        """
+        if remaining < _CEIL_THRESHOLD:
+            return aiohttp.ClientTimeout(total=remaining, sock_connect=self._connect_timeout)
+        key = math.ceil(remaining * _STEPS_PER_SECOND)
+        timeout = self._timeouts.get(key)
+        if timeout is None:
+            if len(self._timeouts) >= _TIMEOUT_CACHE_SIZE:
+                self._timeouts.clear()
+            total = key / _STEPS_PER_SECOND
+            timeout = aiohttp.ClientTimeout(total=total, sock_connect=self._connect_timeout)
+            self._timeouts[key] = timeout
+        return timeout
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse, instance_id: str) -> bytes:
         cap = self._max_response_bytes
-        if cap is None:
-            return await resp.read()
+        assert cap is not None
         if resp.content_length is not None and resp.content_length > cap:
             raise ConnectionReset(f"response body over {cap} bytes", instance_id)
         chunks: list[bytes] = []

@@ -1,0 +1,135 @@
+"""Instructions per request, raw aiohttp vs the meshkit client, counted by callgrind.
+
+Wall-clock and CPU-time figures on a shared machine move by +-30% from run to run;
+instruction counts do not. Each contender runs under `valgrind --tool=callgrind` twice,
+making `--small` and then `--large` requests (8 concurrent workers, after a warm-up, on
+the default asyncio loop) to a local nginx serving 1 KB; the difference of the two totals
+divided by the difference of the counts is the cost of one request, start-up and imports
+cancelled out. The raw/meshkit ratio is the throughput meshkit can reach relative to raw
+aiohttp when the client's CPU is the bottleneck (the issue's target is >= 0.85).
+
+    .venv/bin/python bench/callgrind_client.py              # both contenders, 400 and 1200 requests
+    .venv/bin/python bench/callgrind_client.py --only mesh --port 8080   # an nginx already running
+
+`--worker MODE N PORT` is the process callgrind runs (not meant to be called by hand).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+WORKERS = 8
+WARMUP = 50
+CONTENDERS = ("raw", "mesh")
+
+
+async def _work(mode: str, n: int, port: int) -> None:
+    import aiohttp
+
+    url = f"http://127.0.0.1:{port}/"
+    if mode == "raw":
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
+
+        async def call() -> None:
+            async with session.get(url) as resp:
+                await resp.read()
+
+        close = session.close
+    else:
+        from meshkit import Request
+        from meshkit.client import MeshClient
+
+        client = MeshClient.static({"bench": [("127.0.0.1", port)]})
+
+        async def call() -> None:
+            resp = await client.call(Request("GET", "/", service="bench"))
+            if resp.status != 200:
+                raise RuntimeError(f"meshkit: status {resp.status}")
+
+        close = client.aclose
+
+    async def worker(k: int) -> None:
+        for _ in range(k):
+            await call()
+
+    await worker(WARMUP)
+    await asyncio.gather(*(worker(n // WORKERS) for _ in range(WORKERS)))
+    await close()
+
+
+def count(mode: str, n: int, port: int) -> int:
+    """Total instructions of one worker process making `n` requests."""
+    with tempfile.TemporaryDirectory(prefix="meshkit-cg-") as tmp:
+        cmd = [
+            "valgrind",
+            "--tool=callgrind",
+            f"--callgrind-out-file={tmp}/cg.out",
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--worker",
+            mode,
+            str(n),
+            str(port),
+        ]
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+        match = re.search(r"Collected : (\d+)", proc.stderr)
+        if proc.returncode != 0 or match is None:
+            raise RuntimeError(f"{mode} N={n}: exit {proc.returncode}: {proc.stderr[-2000:]}")
+        return int(match.group(1))
+
+
+def per_request(mode: str, small: int, large: int, port: int) -> float:
+    a = count(mode, small, port)
+    b = count(mode, large, port)
+    return (b - a) / (large - small)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--worker", nargs=3, metavar=("MODE", "N", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument("--small", type=int, default=400, help="requests in the first run (default 400)")
+    parser.add_argument("--large", type=int, default=1200, help="requests in the second run (default 1200)")
+    parser.add_argument("--port", type=int, help="use an nginx already listening on this port")
+    parser.add_argument("--only", choices=CONTENDERS, help="measure one contender")
+    args = parser.parse_args()
+    if args.worker:
+        mode, n, port = args.worker
+        asyncio.run(_work(mode, int(n), int(port)))
+        return
+    for name in ("small", "large"):
+        value = getattr(args, name)
+        if value < WORKERS or value % WORKERS:
+            raise SystemExit(f"{name}: must be a positive multiple of {WORKERS}, got {value}")
+    if args.large <= args.small:
+        raise SystemExit(f"large: must be more than small ({args.small}), got {args.large}")
+    modes = (args.only,) if args.only else CONTENDERS
+    if args.port is not None:
+        results = {m: per_request(m, args.small, args.large, args.port) for m in modes}
+    else:
+        from _nginx import LocalNginx
+
+        with LocalNginx(body_bytes=1024) as nginx:
+            results = {m: per_request(m, args.small, args.large, nginx.ports[0]) for m in modes}
+    for mode, value in results.items():
+        print(f"{mode:>5}: {value:>10,.0f} instructions/request")
+    if len(results) == 2:
+        raw, mesh = results["raw"], results["mesh"]
+        print(f"ratio raw/meshkit: {raw / mesh:.3f}  (meshkit adds {mesh - raw:,.0f} instructions/request)")
+
+
+if __name__ == "__main__":
+    main()
