@@ -1,0 +1,315 @@
+"""The sidecar's lean HTTP/1.1 server: asyncio Protocols and httptools' request parser, no aiohttp.
+
+aiohttp's server costs about 100 us of CPU per proxied request on these machines, most
+of the sidecar's budget (bench/bench_proxy.py), so `meshkit proxy --engine h1` parses
+requests in parser callbacks instead (the way uvicorn does) and hands each one to the
+same mapping as the aiohttp engine (`meshkit.proxy.forward`). Requests on a connection
+are answered one at a time and in order: pipelined requests wait in a queue while
+reading pauses (RFC 9112 9.3.2). What the proxy cannot trust is refused before anything
+is forwarded: llhttp rejects malformed syntax, CR/LF/NUL in fields and conflicting
+lengths (400), `check_header_framing` repeats the smuggling rules (400), oversized
+request targets (414), header sections (431) and bodies (413) are cut off while they
+arrive; after a framing or size refusal the connection is closed, since where the next
+request starts is no longer known.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from http import HTTPStatus
+from typing import cast
+
+from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
+from multidict import CIMultiDict
+
+from meshkit.client import MeshClient
+from meshkit.plane.ssrf import UnsafePath
+from meshkit.proxy.forward import error_reply, forward
+from meshkit.proxy.framing import UnsafeFraming, check_header_framing
+from meshkit.proxy.routing import BadRoute, split_target
+from meshkit.types import Response
+
+log = logging.getLogger(__name__)
+
+MAX_TARGET = 8190  # aiohttp's max_line_size
+MAX_FIELD = 16384  # one header line, as the aiohttp engine's max_field_size
+MAX_HEADERS = 100
+_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_NO_BODY = frozenset({204, 304})
+
+
+class _Refusal(Exception):
+    """Raised in a parser callback: answer `reply` and close the connection."""
+
+    def __init__(self, reply: Response) -> None:
+        self.reply = reply
+
+
+class _Pending:
+    __slots__ = ("body", "headers", "keep_alive", "method", "path", "refusal", "service")
+
+    def __init__(self, method: str, service: str, path: str, headers: CIMultiDict[str], body: bytes | None,
+                 keep_alive: bool, refusal: Response | None) -> None:  # fmt: skip
+        self.method, self.service, self.path, self.headers = method, service, path, headers
+        self.body, self.keep_alive, self.refusal = body, keep_alive, refusal
+
+
+def encode_response(answer: Response, head_only: bool, keep_alive: bool) -> bytes:
+    status = answer.status
+    lines = [f"{k}: {v}\r\n" for k, v in answer.headers.items()]
+    if status >= 200 and status not in _NO_BODY:
+        lines.append(f"Content-Length: {len(answer.body)}\r\n")
+    if not keep_alive:
+        lines.append("Connection: close\r\n")
+    head = b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))
+    head += "".join(lines).encode("utf-8", "surrogateescape") + b"\r\n"
+    if head_only or status in _NO_BODY or status < 200:
+        return head
+    return head + answer.body
+
+
+class H1ProxyConnection(asyncio.Protocol):
+    """One caller's connection: parse, check, queue, forward, answer in order."""
+
+    def __init__(self, server: H1ProxyServer) -> None:
+        self.server = server
+        self.loop = asyncio.get_running_loop()
+        self.parser = HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.remote: str | None = None
+        self.queue: deque[_Pending] = deque()
+        self.task: asyncio.Task[None] | None = None
+        self.reading = True
+        self.closing = False
+        self.last_active = self.loop.time()
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._begin()
+
+    def _begin(self) -> None:
+        self.url = b""
+        self.fields: list[tuple[str, str]] = []
+        self.header_bytes = 0
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.route: tuple[str, str] | None = None
+        self.refusal: Response | None = None
+        self.headers: CIMultiDict[str] = CIMultiDict()
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass of it
+        peer = transport.get_extra_info("peername")
+        self.remote = str(peer[0]) if isinstance(peer, tuple) and peer else None
+        self.server.connections.add(self)
+        self._arm_idle_timer(self.server.keepalive_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.server.connections.discard(self)
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        self.last_active = self.loop.time()
+        if self.closing:
+            return
+        try:
+            self.parser.feed_data(data)
+        except HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, _Refusal):
+                self._refuse(cause.reply)
+            else:
+                log.exception("h1 proxy: request callback failed", exc_info=cause)
+                self._refuse(error_reply(500, "InternalError", "the proxy failed reading the request"))
+        except HttpParserUpgrade:
+            self.closing = True  # the request was queued; what follows is another protocol: not read
+        except HttpParserError as exc:
+            self._refuse(error_reply(400, "BadRequest", f"request: {exc}"))
+
+    # -- httptools callbacks -------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._begin()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > MAX_TARGET:
+            raise _Refusal(error_reply(414, "TargetTooLong", f"target: must be at most {MAX_TARGET} bytes"))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        size = len(name) + len(value)
+        self.header_bytes += size
+        if (
+            size > MAX_FIELD
+            or self.header_bytes > self.server.max_header_bytes
+            or len(self.fields) >= MAX_HEADERS
+        ):
+            detail = (f"headers: at most {MAX_HEADERS} fields, {MAX_FIELD} bytes each and "
+                      f"{self.server.max_header_bytes} bytes in all")  # fmt: skip
+            raise _Refusal(error_reply(431, "HeadersTooLarge", detail))
+        self.fields.append(
+            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+        )
+
+    def on_headers_complete(self) -> None:
+        headers = self.headers = CIMultiDict(self.fields)
+        try:
+            check_header_framing(headers, self.parser.get_http_version() != "1.0")
+        except UnsafeFraming as exc:
+            raise _Refusal(error_reply(400, "UnsafeFraming", str(exc))) from None
+        length = headers.get("Content-Length")
+        if length is not None and int(length) > self.server.max_body:
+            raise _Refusal(self.server.too_large())
+        try:
+            self.route = split_target(self.url.decode("utf-8", "surrogateescape"))
+        except (BadRoute, UnsafePath) as exc:
+            self.refusal = error_reply(400, type(exc).__name__, str(exc))
+        expect = headers.get("Expect")
+        if expect is not None and expect.lower() == "100-continue" and self.transport is not None:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def on_body(self, body: bytes) -> None:
+        self.size += len(body)
+        if self.size > self.server.max_body:
+            raise _Refusal(self.server.too_large())
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        body = b"".join(self.chunks) if self.chunks else None
+        service, path = self.route or ("", "")
+        method = self.parser.get_method().decode("ascii", "replace")
+        keep_alive = self.parser.should_keep_alive()
+        pending = _Pending(method, service, path, self.headers, body, keep_alive, self.refusal)
+        if self.task is None:
+            self.task = self.loop.create_task(self._run(pending))
+        else:
+            self.queue.append(pending)
+            if self.reading and self.transport is not None:
+                self.reading = False
+                self.transport.pause_reading()  # one answer at a time: let TCP hold the rest
+
+    # -- answering -----------------------------------------------------------------------
+
+    async def _run(self, pending: _Pending | None) -> None:
+        while pending is not None:
+            answer = await self._answer(pending)
+            transport = self.transport
+            if transport is None or transport.is_closing():
+                break
+            keep_alive = (
+                pending.keep_alive and not self.server.stopping and not (self.closing and not self.queue)
+            )
+            transport.write(encode_response(answer, pending.method == "HEAD", keep_alive))
+            if not keep_alive:
+                self.closing = True
+                transport.close()
+                break
+            self.last_active = self.loop.time()
+            pending = self.queue.popleft() if self.queue else None
+        self.task = None
+        if not self.reading and self.transport is not None and not self.closing:
+            self.reading = True
+            self.transport.resume_reading()
+
+    async def _answer(self, pending: _Pending) -> Response:
+        if pending.refusal is not None:
+            return pending.refusal
+        try:
+            server = self.server
+            return await forward(server.client, pending.method, pending.service, pending.path,
+                                 pending.headers, pending.body, self.remote)  # fmt: skip
+        except Exception:
+            log.exception("h1 proxy: forwarding %s %s failed", pending.method, pending.path)
+            return error_reply(500, "InternalError", "the proxy failed forwarding the request")
+
+    def _refuse(self, reply: Response) -> None:
+        """Answer `reply` once the requests before it are answered, then close."""
+        self.closing = True
+        pending = _Pending("GET", "", "", CIMultiDict(), None, False, reply)
+        if self.task is None:
+            self.task = self.loop.create_task(self._run(pending))
+        else:
+            self.queue.append(pending)
+
+    # -- idle connections ----------------------------------------------------------------
+
+    def _arm_idle_timer(self, delay: float) -> None:
+        self._idle_timer = self.loop.call_later(delay, self._check_idle)
+
+    def _check_idle(self) -> None:
+        self._idle_timer = None
+        if self.transport is None:
+            return
+        idle_for = self.loop.time() - self.last_active
+        timeout = self.server.keepalive_timeout
+        if self.task is None and idle_for >= timeout:
+            self.transport.close()
+            return
+        self._arm_idle_timer(max(timeout - idle_for, 0.05) if self.task is None else timeout)
+
+    def close_when_idle(self) -> None:
+        if self.task is None and self.transport is not None:
+            self.transport.close()
+
+
+class H1ProxyServer:
+    """Listens for sidecar callers and answers each request through `client`."""
+
+    def __init__(
+        self,
+        client: MeshClient,
+        *,
+        max_body: int,
+        max_header_bytes: int = 65536,
+        keepalive_timeout: float = 75.0,
+    ) -> None:
+        if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 0:
+            raise ValueError(f"max_body: must be an integer number of bytes >= 0, got {max_body!r}")
+        if (
+            isinstance(max_header_bytes, bool)
+            or not isinstance(max_header_bytes, int)
+            or max_header_bytes < 1024
+        ):
+            raise ValueError(f"max_header_bytes: must be an integer >= 1024, got {max_header_bytes!r}")
+        if not isinstance(keepalive_timeout, int | float) or keepalive_timeout <= 0:
+            raise ValueError(f"keepalive_timeout: must be a number of seconds > 0, got {keepalive_timeout!r}")
+        self.client = client
+        self.max_body = max_body
+        self.max_header_bytes = max_header_bytes
+        self.keepalive_timeout = float(keepalive_timeout)
+        self.connections: set[H1ProxyConnection] = set()
+        self.stopping = False
+        self._server: asyncio.Server | None = None
+
+    def too_large(self) -> Response:
+        return error_reply(413, "BodyTooLarge", f"body: must be at most {self.max_body} bytes")
+
+    async def start(self, host: str, port: int, *, backlog: int = 1024) -> int:
+        """Listen on `host:port`; the port bound (useful with port 0)."""
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: H1ProxyConnection(self), host, port, backlog=backlog)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop listening, let answers in flight finish for up to `grace` seconds, close the rest."""
+        self.stopping = True
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for conn in list(self.connections):
+            conn.close_when_idle()
+        tasks = [c.task for c in self.connections if c.task is not None]
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=grace)
+            for task in late:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*late, return_exceptions=True)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.close()
