@@ -71,6 +71,10 @@ def proxy(
     trace: Annotated[
         bool, typer.Option(help="Export call spans to the control plane's trace collector.")
     ] = False,
+    engine: Annotated[
+        str | None,
+        typer.Option(help="HTTP engine: h1 (httptools, leaner) or aiohttp (default: the faster)."),
+    ] = None,
 ) -> None:
     """Run the sidecar proxy, so a service in any language can call through the mesh."""
     from meshkit.proxy import run_proxy
@@ -78,6 +82,8 @@ def proxy(
     target = settings(ctx).target()
     url = control_plane or target.url
     options: dict[str, Any] = {"strategy": strategy, "timeout": timeout}
+    if engine is not None:
+        options["engine"] = engine
     if trace:
         from meshkit.observe.export import otlp_exporter
         from meshkit.observe.tracing import Tracer
