@@ -13,19 +13,37 @@ from __future__ import annotations
 
 import json
 
-from multidict import CIMultiDict, MultiMapping
+from multidict import CIMultiDict, MultiMapping, istr
 
 from meshkit.client import MeshClient
 from meshkit.errors import DeadlineExceeded, MeshError, RequestTimeout
-from meshkit.plane.headers import INTERNAL_PREFIX, strip_hop_by_hop
+from meshkit.plane.headers import HOP_BY_HOP, INTERNAL_PREFIX, SET_BY_TRANSPORT
 from meshkit.resilience.deadline import deadline_from_headers
 from meshkit.types import Request, Response
+
+# strip_hop_by_hop's list (meshkit.plane.headers), as istr: multidict looks them up without case-folding
+_DROPPED = tuple(istr(name) for name in sorted(HOP_BY_HOP | SET_BY_TRANSPORT))
+_CONNECTION = istr("connection")
+
+
+def without_hop_by_hop(headers: MultiMapping[str]) -> CIMultiDict[str]:
+    """`strip_hop_by_hop`'s result, by a C-level copy and lookups: only what is present is removed."""
+    kept = CIMultiDict(headers)
+    named = kept.getall(_CONNECTION, ())
+    for name in _DROPPED:
+        if name in kept:
+            kept.popall(name)
+    for value in named:
+        for token in value.split(","):
+            kept.popall(token.strip(), None)
+    return kept
 
 
 def outgoing_headers(headers: MultiMapping[str]) -> CIMultiDict[str]:
     """The caller's headers without hop-by-hop and internal (`X-Meshkit-*`) ones."""
-    kept = strip_hop_by_hop(headers)
-    for name in [n for n in kept if n[:10].lower() == INTERNAL_PREFIX]:
+    kept = without_hop_by_hop(headers)
+    internal = [n for n in kept if n[:10].lower() == INTERNAL_PREFIX]
+    for name in internal:
         kept.popall(name, None)
     return kept
 
@@ -57,4 +75,4 @@ async def forward(
         return error_reply(504, type(exc).__name__, str(exc))
     except MeshError as exc:
         return error_reply(503, type(exc).__name__, str(exc))
-    return Response(response.status, strip_hop_by_hop(response.headers), response.body)
+    return Response(response.status, without_hop_by_hop(response.headers), response.body)
