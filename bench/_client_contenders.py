@@ -1,7 +1,8 @@
 """The clients bench_client.py compares, each making `GET /` to the local nginx.
 
-raw aiohttp is the baseline; meshkit runs its default stack (or, for diagnosis, the
-stack with some layers removed, or its transport alone); blacksmith runs with static
+raw aiohttp is the baseline; meshkit runs its default stack (over AiohttpTransport, and
+over H1Transport as "meshkit x1 (h1 transport)"; or, for diagnosis, the stack with some
+layers removed, or its transport alone); blacksmith runs with static
 discovery and its circuit breaker, over its default transport or a pooled one.
 """
 
@@ -40,12 +41,15 @@ def raw_aiohttp(nginx: LocalNginx, concurrency: int) -> Contender:
     return Contender("raw aiohttp", "pooled ClientSession, baseline", start, call, close)
 
 
-def meshkit_client(nginx: LocalNginx, instances: int, without: Sequence[str] = ()) -> Contender:
+def meshkit_client(
+    nginx: LocalNginx, instances: int, without: Sequence[str] = (), transport: str = "aiohttp"
+) -> Contender:
     from meshkit import Request
     from meshkit.client import MeshClient
+    from meshkit.transport.h1 import H1Transport
 
     addresses = nginx.addresses[:instances]
-    client = MeshClient.static({SERVICE: addresses})
+    client = MeshClient.static({SERVICE: addresses}, transport=H1Transport() if transport == "h1" else None)
     for role in without:  # ablation: the same client with some layers taken out
         client.stack.remove(role)
     ports = {port for _, port in addresses}
@@ -66,6 +70,8 @@ def meshkit_client(nginx: LocalNginx, instances: int, without: Sequence[str] = (
 
     name = f"meshkit x{instances}" + "".join(f" -{role}" for role in without)
     note = f"{'default stack' if not without else ', '.join(client.stack.roles)}, {instances} instance(s)"
+    if transport == "h1":
+        name, note = f"{name} (h1 transport)", f"{note}, H1Transport (httptools) instead of aiohttp"
     return Contender(name, note, start, call, client.aclose)
 
 

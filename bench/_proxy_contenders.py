@@ -7,7 +7,8 @@ contenders: the upstream alone (the ceiling), nginx `proxy_pass` (one worker, up
 keep-alive 64), HAProxy (one thread, `http-reuse always`), the bare aiohttp
 pass-through, a protocol-level Python pass-through (asyncio+httptools: the least a Python
 proxy spends), the meshkit sidecar (`meshkit proxy`, discovering the upstream as
-service `bench` through a control plane) and the control plane's `POST /call`.
+service `bench` through a control plane; with its default engine, and with
+`--engine h1` named "meshkit proxy (h1)") and the control plane's `POST /call`.
 """
 
 from __future__ import annotations
@@ -262,12 +263,19 @@ class MeshkitProxyContender(ProxyContender):
     """The sidecar on the proxy core; its control plane shares the other core with wrk."""
 
     def __init__(
-        self, upstream: LocalNginx, plane_cpus: set[int] | None, profile: Path | None = None
+        self,
+        upstream: LocalNginx,
+        plane_cpus: set[int] | None,
+        profile: Path | None = None,
+        engine: str | None = None,
     ) -> None:
-        super().__init__("meshkit proxy", "sidecar, default stack, p2c_ewma", upstream.body)
+        name = "meshkit proxy" if engine is None else f"meshkit proxy ({engine})"
+        note = "sidecar, default stack, p2c_ewma" + (f", --engine {engine}" if engine else "")
+        super().__init__(name, note, upstream.body)
         self.upstream = upstream.addresses[0]
         self.plane_cpus = plane_cpus
         self.profile = profile
+        self.engine = engine
 
     def start(self, cpus: set[int] | None) -> None:
         plane = ControlPlane()
@@ -279,6 +287,8 @@ class MeshkitProxyContender(ProxyContender):
             script = command[1:] if command[0] == sys.executable else command  # -m MODULE, or the script
             command = [sys.executable, str(BENCH_DIR / "_cprofile_run.py"), str(self.profile), *script]
         argv = [*command, "--listen", f"127.0.0.1:{port}", "--control-plane", plane.url]
+        if self.engine is not None:
+            argv += ["--engine", self.engine]
         env = dict(os.environ, MESHKIT_TOKEN=plane.token)
         proc = BackgroundProcess("meshkit-proxy", argv, port, cpus=cpus, env=env)
         self.processes.append(proc)

@@ -49,6 +49,7 @@ def build_contenders(nginx: LocalNginx, concurrency: int, skip: Sequence[str]) -
     factories: list[tuple[str, Callable[[], Contender]]] = [
         ("raw aiohttp", lambda: raw_aiohttp(nginx, concurrency)),
         ("meshkit x1", lambda: meshkit_client(nginx, 1)),
+        ("meshkit x1 (h1 transport)", lambda: meshkit_client(nginx, 1, transport="h1")),
         ("meshkit x3", lambda: meshkit_client(nginx, 3)),
         ("blacksmith", lambda: blacksmith_client(nginx, pooled=False)),
         ("blacksmith pooled", lambda: blacksmith_client(nginx, pooled=True)),

@@ -9,7 +9,8 @@ Every contender is a server process in front of the same upstream, an nginx answ
 - aiohttp pass-through: one aiohttp server and one `ClientSession` on uvloop, no mesh;
 - asyncio+httptools: asyncio `Protocol`s and httptools' parsers on uvloop, no aiohttp, no
   mesh (`_rawproxy.py`), for reference: about the least CPU a Python proxy can spend;
-- meshkit proxy: `meshkit proxy` (the sidecar), discovering the upstream as service
+- meshkit proxy, meshkit proxy (h1): `meshkit proxy` (the sidecar) with its default engine
+  and with `--engine h1` (httptools server and client), discovering the upstream as service
   `bench` through a control plane (`GET /bench/`);
 - meshkit /call: the control plane's `POST /api/v1/mesh/v2/call` (JSON in, JSON out).
 
@@ -98,6 +99,7 @@ def build_contenders(
         AiohttpContender(upstream),
         RawProtocolContender(upstream),
         MeshkitProxyContender(upstream, plane_cpus=load),
+        MeshkitProxyContender(upstream, plane_cpus=load, engine="h1"),
         MeshkitCallContender(upstream),
     ]
     return [c for c in every if c.name not in skip]
@@ -184,8 +186,8 @@ def check(
     return {"check": name, "value": value, "target": target, "holds": holds, "cpu_value": cpu_value}
 
 
-def targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    proxy, call, nginx = rows.get("meshkit proxy", {}), rows.get("meshkit /call", {}), rows.get(BASELINE, {})
+def proxy_checks(name: str, proxy: dict[str, Any], nginx: dict[str, Any]) -> list[dict[str, Any]]:
+    """The two sidecar targets for the row `name` (req/s ratio, added p99 against nginx's)."""
     added, why = None, None
     mesh_added, nginx_added = proxy.get("added_p99_ms"), nginx.get("added_p99_ms")
     if mesh_added is not None and nginx_added is not None:
@@ -194,17 +196,25 @@ def targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         else:  # a tail spike in the direct run: there is nothing to compare against
             why = f"nginx's added p99 is {nginx_added:.2f} ms (noise in the direct run); rerun"
     p99_check = check(
-        f"added p99 within {ADDED_P99_TARGET:g}x nginx's added p99", added, ADDED_P99_TARGET, True
+        f"{name}: added p99 within {ADDED_P99_TARGET:g}x nginx's", added, ADDED_P99_TARGET, True
     )
     p99_check["why"] = why
+    ratio_check = check(
+        f"{name} >= {PROXY_TARGET}x nginx req/s",
+        proxy.get("ratio"),
+        PROXY_TARGET,
+        cpu_value=proxy.get("cpu_ratio"),
+    )
+    return [ratio_check, p99_check]
+
+
+def targets(rows: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    call, nginx = rows.get("meshkit /call", {}), rows.get(BASELINE, {})
+    checks = proxy_checks("meshkit proxy", rows.get("meshkit proxy", {}), nginx)
+    if "meshkit proxy (h1)" in rows:
+        checks += proxy_checks("meshkit proxy (h1)", rows["meshkit proxy (h1)"], nginx)
     return [
-        check(
-            f"meshkit proxy >= {PROXY_TARGET}x nginx req/s",
-            proxy.get("ratio"),
-            PROXY_TARGET,
-            cpu_value=proxy.get("cpu_ratio"),
-        ),
-        p99_check,
+        *checks,
         check(
             f"/call >= {CALL_TARGET}x nginx req/s",
             call.get("ratio"),
@@ -246,7 +256,7 @@ def print_report(result: dict[str, Any]) -> None:
         value = "-" if item["value"] is None else f"{item['value']:.2f}"
         by_cpu = "" if item["cpu_value"] is None else f"  (by CPU per request: {item['cpu_value']:.2f})"
         why = f"  ({item['why']})" if item.get("why") else ""
-        print(f"  {item['check']:<44} {value:>6}  {verdict}{by_cpu}{why}")
+        print(f"  {item['check']:<58} {value:>6}  {verdict}{by_cpu}{why}")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
