@@ -35,7 +35,7 @@ bench: system-deps $(STAMP)
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 soak: system-deps $(STAMP)
-	$(PY) -m pytest -q -m soak tests/chaos
+	$(PY) -m pytest -q -m soak tests/chaos tests/security
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
