@@ -20,7 +20,7 @@ from meshkit.mesh import ServiceMesh, ServiceRequest
 from meshkit.outcome import Outcome, classify
 from meshkit.service import Service, service_fn
 from meshkit.stack import Layer, Stack
-from meshkit.transport import AiohttpTransport, MockTransport, Transport
+from meshkit.transport import AiohttpTransport, H1Transport, MockTransport, Transport
 from meshkit.types import (
     HealthCheck,
     LoadBalancerStrategy,
@@ -39,6 +39,7 @@ __all__ = [
     "ConnectionReset",
     "DeadlineExceeded",
     "FakeClock",
+    "H1Transport",
     "HealthCheck",
     "Layer",
     "LoadBalancerStrategy",
