@@ -31,7 +31,6 @@ from meshkit.outcome import Outcome, classify
 from meshkit.service import Service
 from meshkit.types import Request, Response, ServiceInstance, ServiceState
 
-
 _SUCCESS = Outcome.SUCCESS  # a global: reading it through the Enum class costs ~1,000 instructions
 
 
