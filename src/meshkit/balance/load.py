@@ -70,7 +70,7 @@ class _Load:
 class LoadTracker:
     """In-flight counts and peak-EWMA latency per instance id, on an injected clock."""
 
-    __slots__ = ("_clock", "_loads", "decay_time", "failure_latency")
+    __slots__ = ("_clock", "_loads", "_monotonic", "decay_time", "failure_latency")
 
     def __init__(
         self, clock: Clock = SYSTEM_CLOCK, decay_time: float = 10.0, failure_latency: float = 1.0
@@ -81,6 +81,7 @@ class LoadTracker:
         if failure_latency < 0:
             raise ValueError(f"failure_latency: must be a number of seconds >= 0, got {failure_latency!r}")
         self._clock = clock
+        self._monotonic = clock.monotonic  # bound once: read twice per request
         self._loads: dict[str, _Load] = {}
         self.decay_time = float(decay_time)
         self.failure_latency = float(failure_latency)
@@ -88,20 +89,22 @@ class LoadTracker:
     def _load(self, instance_id: str) -> _Load:
         load = self._loads.get(instance_id)
         if load is None:
-            load = self._loads[instance_id] = _Load(self.decay_time, self._clock.monotonic())
+            load = self._loads[instance_id] = _Load(self.decay_time, self._monotonic())
         return load
 
     def start(self, instance_id: str) -> float:
         """Count a request as in flight; returns its start time for `finish`."""
         self._load(instance_id).pending += 1
-        return self._clock.monotonic()
+        return self._monotonic()
 
     def finish(self, instance_id: str, started: float, failed: bool) -> None:
         """The request begun at `started` ended; record its latency."""
-        load = self._load(instance_id)
+        self._finish(self._load(instance_id), started, failed)
+
+    def _finish(self, load: _Load, started: float, failed: bool) -> None:
         if load.pending > 0:
             load.pending -= 1
-        now = self._clock.monotonic()
+        now = self._monotonic()
         rtt = now - started
         if failed and rtt < self.failure_latency:
             rtt = self.failure_latency
@@ -124,7 +127,7 @@ class LoadTracker:
             return 0.0
         if not load.sampled:
             return PENALTY + load.pending if load.pending else 0.0
-        return load.ewma.observe(0.0, self._clock.monotonic()) * (load.pending + 1)
+        return load.ewma.observe(0.0, self._monotonic()) * (load.pending + 1)
 
     def forget(self, instance_id: str) -> None:
         """Drop what is known about an instance that left the service."""
@@ -139,7 +142,11 @@ class LoadTracker:
 
 
 class LoadLayer:
-    """Tracks each attempt on `request.instance` and mirrors the in-flight count onto it."""
+    """Tracks each attempt on `request.instance` and mirrors the in-flight count onto it.
+
+    It holds the instance's record for the whole attempt (one dict lookup, not four); an
+    attempt still in flight when its instance is forgotten is not counted again.
+    """
 
     __slots__ = ("inner", "tracker")
 
@@ -152,9 +159,10 @@ class LoadLayer:
         if instance is None:
             return await self.inner(request)
         tracker = self.tracker
-        iid = instance.service_id
-        started = tracker.start(iid)
-        instance.connections = tracker.in_flight(iid)
+        load = tracker._loads.get(instance.service_id) or tracker._load(instance.service_id)
+        load.pending += 1
+        instance.connections = load.pending
+        started = tracker._monotonic()
         failed = True
         try:
             response = await self.inner(request)
@@ -164,5 +172,5 @@ class LoadLayer:
             failed = False  # the caller gave up; the instance did nothing wrong
             raise
         finally:
-            tracker.finish(iid, started, failed)
-            instance.connections = tracker.in_flight(iid)
+            tracker._finish(load, started, failed)
+            instance.connections = load.pending
