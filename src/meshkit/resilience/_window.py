@@ -12,33 +12,38 @@ from meshkit.clock import Clock
 
 
 class WindowedSum:
-    __slots__ = ("_clock", "_index", "_slots", "_width")
+    __slots__ = ("_index", "_monotonic", "_pos", "_slots", "_width")
 
     def __init__(self, window: float, clock: Clock, slices: int = 10) -> None:
-        self._clock = clock
+        self._monotonic = clock.monotonic  # bound once: read on every add
         self._width = window / slices
         self._slots = [0] * slices
         self._index = int(clock.monotonic() / self._width)  # absolute number of the current slice
+        self._pos = self._index % slices  # its position in `_slots`
 
-    def _current(self) -> int:
-        index = int(self._clock.monotonic() / self._width)
+    def _roll(self, index: int) -> None:
+        """Move to slice `index`, zeroing the slices that have left the window."""
         gap = index - self._index
+        if gap <= 0:
+            return
         slots = self._slots
         n = len(slots)
-        if gap > 0:
-            if gap >= n:
-                slots[:] = [0] * n
-            else:
-                for i in range(self._index + 1, index + 1):
-                    slots[i % n] = 0
-            self._index = index
-        return index % n
+        if gap >= n:
+            slots[:] = [0] * n
+        else:
+            for i in range(self._index + 1, index + 1):
+                slots[i % n] = 0
+        self._index = index
+        self._pos = index % n
 
     def add(self, value: int) -> None:
-        self._slots[self._current()] += value
+        index = int(self._monotonic() / self._width)
+        if index != self._index:
+            self._roll(index)
+        self._slots[self._pos] += value
 
     def sum(self) -> int:
-        self._current()
+        self._roll(int(self._monotonic() / self._width))
         return sum(self._slots)
 
     def clear(self) -> None:

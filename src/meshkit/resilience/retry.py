@@ -126,7 +126,11 @@ class RetryLayer:
                     raise
                 last = exc
                 continue
-            if not self.policy.retries_status(response.status) or not is_idempotent(request):
+            status = response.status
+            policy = self.policy  # policy.retries_status(status), inlined: this runs on every call
+            if status not in policy.retry_statuses and not (policy.retry_all_5xx and status >= 500):
+                return response
+            if not is_idempotent(request):
                 return response
             if not await self._may_retry(request, f"status {response.status}", None):
                 return response
