@@ -93,6 +93,29 @@ async def test_interceptors_change_request_and_response(upstreams) -> None:
     assert resp.headers["X-Seen-Path"] == "/p"
 
 
+async def test_interceptors_added_after_calls_run_from_the_next_call(upstreams) -> None:
+    up = await upstreams("a")
+    seen: list[str] = []
+
+    async def note(request: Request) -> None:
+        seen.append(request.path)
+
+    async def tag(response: Response) -> Response:
+        response.headers["X-Tagged"] = "1"
+        return response
+
+    async with client_for([up.port]) as client:
+        first = await client.request("svc", "GET", "/before")  # built while no interceptor exists
+        client.add_request_interceptor(note)
+        second = await client.request("svc", "GET", "/after")
+        client.add_response_interceptor(tag)
+        third = await client.request("svc", "GET", "/later")
+    assert seen == ["/after", "/later"]
+    assert "X-Tagged" not in first.headers and "X-Tagged" not in second.headers
+    assert third.headers["X-Tagged"] == "1"
+    assert "interceptors" in client.stack.roles
+
+
 async def test_stack_is_editable_and_the_next_call_uses_it(upstreams) -> None:
     up = await upstreams("a")
     calls: list[str] = []
