@@ -23,6 +23,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -31,7 +32,7 @@ sys.path.insert(0, str(HERE))
 
 WORKERS = 8
 WARMUP = 50
-CONTENDERS = ("raw", "mesh")
+CONTENDERS = ("raw", "mesh")  # and "transport" (--only transport): the floor under the stack
 
 
 async def _work(mode: str, n: int, port: int) -> None:
@@ -46,6 +47,20 @@ async def _work(mode: str, n: int, port: int) -> None:
                 await resp.read()
 
         close = session.close
+    elif mode == "transport":  # meshkit's transport alone, instance and deadline set by hand
+        from meshkit import AiohttpTransport, Request
+        from meshkit.types import ServiceInstance
+
+        transport = AiohttpTransport()
+        instance = ServiceInstance("bench-0", "bench", "127.0.0.1", port)
+
+        async def call() -> None:
+            deadline = time.monotonic() + 30.0
+            resp = await transport(Request("GET", "/", instance=instance, deadline=deadline))
+            if resp.status != 200:
+                raise RuntimeError(f"meshkit transport: status {resp.status}")
+
+        close = transport.aclose
     else:
         from meshkit import Request
         from meshkit.client import MeshClient
@@ -104,7 +119,7 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=400, help="requests in the first run (default 400)")
     parser.add_argument("--large", type=int, default=1200, help="requests in the second run (default 1200)")
     parser.add_argument("--port", type=int, help="use an nginx already listening on this port")
-    parser.add_argument("--only", choices=CONTENDERS, help="measure one contender")
+    parser.add_argument("--only", choices=(*CONTENDERS, "transport"), help="measure one contender")
     args = parser.parse_args()
     if args.worker:
         mode, n, port = args.worker
