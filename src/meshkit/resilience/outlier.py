@@ -116,9 +116,10 @@ class OutlierDetector:
 
     def record(self, instance: ServiceInstance, outcome: Outcome) -> None:
         """Feed one call's outcome for `instance`; may eject it."""
-        now = self._clock.monotonic()
-        if now >= self._next_expiry:
-            self._sweep(now)
+        if self._next_expiry != math.inf:  # some instance is ejected: return those whose time is up
+            now = self._clock.monotonic()
+            if now >= self._next_expiry:
+                self._sweep(now)
         host = self._hosts.get(instance.service_id)
         if host is None:
             host = self._hosts[instance.service_id] = _Host(instance.service_name)
@@ -130,7 +131,7 @@ class OutlierDetector:
             return
         host.failures += 1
         if host.failures >= self.policy.consecutive_failures:
-            self._eject(instance, host, now)
+            self._eject(instance, host, self._clock.monotonic())
 
     def ejected(self) -> dict[str, float]:
         """Ejected instance ids and the seconds until each returns."""

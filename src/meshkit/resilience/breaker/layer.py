@@ -85,7 +85,8 @@ class BreakerLayer:
         instance = request.instance
         if instance is None:
             return await self.inner(request)  # nothing to guard; the transport will say so
-        breaker = self.breakers.get(instance.service_id)
+        breakers = self.breakers
+        breaker = breakers._breakers.get(instance.service_id) or breakers.get(instance.service_id)
         permit = breaker.try_acquire()
         if permit is None:
             raise CircuitOpen(instance.service_id, breaker.retry_after())
