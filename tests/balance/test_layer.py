@@ -56,6 +56,43 @@ async def test_unhealthy_and_gated_instances_are_skipped() -> None:
     assert set(picked) == {"a", "c"}
 
 
+class CountingGate:
+    """A gate that refuses the ids in `closed` and counts them, as breakers and outliers do."""
+
+    reason = "closed for the test"
+
+    def __init__(self) -> None:
+        self.closed: set[str] = set()
+        self.asked = 0
+
+    @property
+    def refusing(self) -> int:
+        return len(self.closed)
+
+    def __call__(self, inst: ServiceInstance) -> bool:
+        self.asked += 1
+        return inst.id not in self.closed
+
+
+async def test_a_counted_gate_is_asked_only_while_it_refuses_someone() -> None:
+    gate = CountingGate()
+    plain_asked: list[str] = []
+
+    def plain(inst: ServiceInstance) -> bool:
+        plain_asked.append(inst.id)
+        return True
+
+    svc, _ = client(fleet(3), RoundRobin(), (gate, plain))
+    assert [(await svc(request())).text() for _ in range(3)] == ["i0", "i1", "i2"]
+    assert gate.asked == 0 and len(plain_asked) == 9  # a gate without a count is always asked
+    gate.closed.add("i1")
+    picked = [(await svc(request())).text() for _ in range(4)]
+    assert "i1" not in picked and gate.asked > 0
+    gate.closed.update({"i0", "i2"})
+    with pytest.raises(NoHealthyInstances, match="3 closed for the test"):
+        await svc(request())
+
+
 async def test_a_retry_goes_elsewhere() -> None:
     svc, _ = client(fleet(2), RoundRobin())
     assert {(await svc(request(excluded=frozenset({"i0"})))).text() for _ in range(4)} == {"i1"}

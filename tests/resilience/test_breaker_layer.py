@@ -188,3 +188,24 @@ async def test_trips_on_real_resets_and_hangs(upstreams) -> None:
     finally:
         await transport.aclose()
     assert breakers.states() == {r.id: "open", h.id: "open"}
+
+
+async def test_breaker_set_counts_breakers_that_are_not_closed() -> None:
+    clock = FakeClock()
+    bus = EventBus()
+    recorder = EventRecorder(bus)
+    breakers = BreakerSet(BreakerPolicy(failure_threshold=1, recovery_timeout=1.0), clock=clock, bus=bus)
+    ok, failing = BreakerLayer(fixed(200), breakers=breakers), BreakerLayer(fixed(503), breakers=breakers)
+    a, b = inst(1), inst(2)
+    await call(ok, a)
+    assert breakers.refusing == 0 and breakers(a) and breakers(b)  # callable: it is a gate itself
+    await call(failing, a)
+    await call(failing, b)
+    assert breakers.refusing == 2 and not breakers(a)
+    clock.advance(1.0)
+    await call(ok, a)  # half-open probe succeeds: closed again
+    assert breakers.refusing == 1 and breakers.states() == {a.id: "closed", b.id: "half-open"}
+    breakers.forget(b.id)
+    assert breakers.refusing == 0
+    news = [e.new for e in recorder.of(BreakerTransition)]  # type: ignore[attr-defined]
+    assert news == ["open", "open", "half-open", "closed", "half-open"]  # events still reach the bus

@@ -50,6 +50,20 @@ def test_five_consecutive_failures_eject() -> None:
     assert event == Ejection("svc-0", "svc", 30.0, 1, ejected=True, at=event.at)
 
 
+def test_refusing_counts_the_ejected_instances() -> None:
+    detector, clock, _ = make()
+    a, b = fleet(10)[:2]
+    assert detector.refusing == 0
+    fail(detector, a)
+    assert detector.refusing == 1
+    clock.advance(30.0)
+    detector.record(b, OK)  # the next record notices the return
+    assert detector.refusing == 0
+    fail(detector, a)
+    detector.update_membership("svc", [b])  # a left the service
+    assert detector.refusing == 0 and detector.ejected() == {}
+
+
 def test_a_success_resets_the_count() -> None:
     detector, _, _ = make()
     a = fleet(10)[0]

@@ -81,6 +81,7 @@ class OutlierDetector:
     """Ejects instances that keep failing; `allows(instance)` (or calling it) is the balancer's gate."""
 
     reason = "ejected as an outlier"  # what the balancer says about instances this gate refuses
+    # `refusing`: how many instances are ejected; while 0 the balancer skips this gate
 
     def __init__(
         self, policy: OutlierPolicy | None = None, *, clock: Clock = SYSTEM_CLOCK, bus: EventBus | None = None
@@ -90,6 +91,7 @@ class OutlierDetector:
         self._bus = bus
         self._hosts: dict[str, _Host] = {}
         self._until: dict[str, float] = {}  # ejected instance id -> monotonic end of ejection
+        self.refusing = 0  # len(self._until), kept as a plain attribute for the balancer
         self._members: dict[str, dict[str, ServiceInstance]] = {}  # service -> id -> instance
         self._next_expiry = math.inf
 
@@ -103,6 +105,7 @@ class OutlierDetector:
         for gone in self._members.get(service, {}).keys() - members.keys():
             self._hosts.pop(gone, None)
             self._until.pop(gone, None)
+        self.refusing = len(self._until)
         self._members[service] = members
 
     def allows(self, instance: ServiceInstance) -> bool:
@@ -170,6 +173,7 @@ class OutlierDetector:
             policy.base_ejection_time * host.times_ejected, policy.max_ejection_time
         )
         host.until = self._until[instance.service_id] = now + duration
+        self.refusing = len(self._until)
         host.failures = 0
         self._next_expiry = min(self._next_expiry, host.until)
         self._emit(instance.service_id, instance.service_name, duration, host.times_ejected, True, 0.0)
@@ -182,6 +186,7 @@ class OutlierDetector:
                 next_expiry = min(next_expiry, until)
                 continue
             del self._until[iid]
+            self.refusing = len(self._until)
             host = self._hosts[iid]
             host.until, host.returned_at, host.failures = 0.0, until, 0
             self._emit(iid, host.service, host.duration, host.times_ejected, False, now - until)

@@ -1,7 +1,7 @@
 """Breakers for a whole client: one per instance (`BreakerSet`) and the layer that consults them.
 
 `BreakerSet.allows(instance)` is the balancer's gate (a dict lookup; an instance never seen
-is closed). `BreakerLayer` sits beneath the balancer, where `request.instance` is known:
+is closed), skipped while every breaker is closed (`refusing == 0`). `BreakerLayer` sits beneath the balancer, where `request.instance` is known:
 it asks the instance's breaker for a permit, calls on, and records the classified outcome.
 """
 
@@ -11,35 +11,56 @@ from collections.abc import Callable
 
 from meshkit.clock import Clock
 from meshkit.errors import CircuitOpen
-from meshkit.events import EventBus
+from meshkit.events import BreakerTransition, EventBus
 from meshkit.outcome import Outcome, classify
-from meshkit.resilience.breaker.machine import BreakerPolicy, CircuitBreaker, TransitionHook
+from meshkit.resilience.breaker.machine import BreakerPolicy, BreakerState, CircuitBreaker, TransitionHook
 from meshkit.service import Service
 from meshkit.types import Request, Response, ServiceInstance
 
 Classifier = Callable[[Response | BaseException], Outcome]
 _SUCCESS = Outcome.SUCCESS  # a global: reading it through the Enum class costs ~1,000 instructions
+_CLOSED = BreakerState.CLOSED.value
 
 
 class BreakerSet:
-    """One breaker per instance id, created on first use, all under one policy."""
+    """One breaker per instance id, created on first use, all under one policy.
 
-    __slots__ = ("_breakers", "_hook", "clock", "policy")
+    It is the balancer's gate (`breakers(instance)`, or `breakers.allows(instance)`), and
+    keeps `refusing`, the number of its breakers that are not closed: while that is 0 it
+    refuses no instance, and the balancer skips asking it about each candidate.
+    """
+
+    __slots__ = ("_breakers", "_emit", "_not_closed", "clock", "policy", "refusing")
+
+    reason = "circuit open"  # how eligible() names this gate
 
     def __init__(
         self, policy: BreakerPolicy | None = None, *, clock: Clock, bus: EventBus | None = None
     ) -> None:
         self.policy = policy or BreakerPolicy()
         self.clock = clock
-        self._hook: TransitionHook | None = bus.emit if bus is not None else None
+        self._emit: TransitionHook | None = bus.emit if bus is not None else None
         self._breakers: dict[str, CircuitBreaker] = {}
+        self._not_closed: set[str] = set()
+        self.refusing = 0
 
     def get(self, instance_id: str) -> CircuitBreaker:
         breaker = self._breakers.get(instance_id)
         if breaker is None:
-            breaker = CircuitBreaker(instance_id, self.policy, clock=self.clock, on_transition=self._hook)
+            breaker = CircuitBreaker(
+                instance_id, self.policy, clock=self.clock, on_transition=self._on_transition
+            )
             self._breakers[instance_id] = breaker
         return breaker
+
+    def _on_transition(self, event: BreakerTransition) -> None:
+        if event.new == _CLOSED:
+            self._not_closed.discard(event.instance_id)
+        else:
+            self._not_closed.add(event.instance_id)
+        self.refusing = len(self._not_closed)
+        if self._emit is not None:
+            self._emit(event)
 
     def allows(self, instance: ServiceInstance) -> bool:
         """The balancer's gate: an instance without a breaker has never failed, so it is allowed."""
@@ -47,6 +68,7 @@ class BreakerSet:
         return breaker is None or breaker.allows()
 
     allows.reason = "circuit open"  # type: ignore[attr-defined]  # how eligible() names this gate
+    __call__ = allows
 
     def states(self) -> dict[str, str]:
         return {instance_id: b.state.value for instance_id, b in self._breakers.items()}
@@ -59,6 +81,8 @@ class BreakerSet:
 
     def forget(self, instance_id: str) -> None:
         self._breakers.pop(instance_id, None)
+        self._not_closed.discard(instance_id)
+        self.refusing = len(self._not_closed)
 
     def __contains__(self, instance_id: object) -> bool:
         return instance_id in self._breakers
