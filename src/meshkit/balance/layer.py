@@ -10,8 +10,8 @@ while that count is 0: with every breaker closed and nothing ejected, a pick ask
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import cast
+from collections.abc import Coroutine, Sequence
+from typing import Any, cast
 
 from meshkit.balance.picker import Picker
 from meshkit.balance.select import CountedGate, Gate, eligible, is_counted
@@ -29,7 +29,9 @@ class BalancerLayer:
         self._counted = tuple(cast(CountedGate, g) for g in self.gates if is_counted(g))
         self._uncounted = tuple(g for g in self.gates if not is_counted(g))
 
-    async def __call__(self, request: Request) -> Response:
+    def __call__(self, request: Request) -> Coroutine[Any, Any, Response]:
+        """Pick, then hand back the inner service's coroutine: with nothing to do after the
+        call, the layer needs no coroutine of its own (~1,000 instructions per attempt)."""
         gates = self._uncounted  # a counted gate refusing nobody need not see each candidate
         for gate in self._counted:
             if gate.refusing:
@@ -37,4 +39,4 @@ class BalancerLayer:
                 break
         endpoints = eligible(request.service, request.candidates, gates, request.excluded)
         request.instance = self.picker.pick(endpoints, request)
-        return await self.inner(request)
+        return self.inner(request)
