@@ -21,16 +21,25 @@ class Outcome(StrEnum):
 
     @property
     def failed(self) -> bool:
-        return self is not Outcome.SUCCESS
+        return self is not _SUCCESS
+
+
+# Module globals: reading a member through the Enum class costs ~1,000 instructions on 3.11,
+# and classify() runs on every attempt.
+_SUCCESS = Outcome.SUCCESS
+_SERVER_ERROR = Outcome.SERVER_ERROR
+_CONNECT_ERROR = Outcome.CONNECT_ERROR
+_RESET = Outcome.RESET
+_TIMEOUT = Outcome.TIMEOUT
 
 
 def classify(result: Response | BaseException) -> Outcome:
     if isinstance(result, Response):
-        return Outcome.SERVER_ERROR if result.status >= 500 else Outcome.SUCCESS
+        return _SERVER_ERROR if result.status >= 500 else _SUCCESS
     if isinstance(result, ConnectError):
-        return Outcome.CONNECT_ERROR
+        return _CONNECT_ERROR
     if isinstance(result, RequestTimeout | TimeoutError):
-        return Outcome.TIMEOUT
+        return _TIMEOUT
     if isinstance(result, ConnectionReset | TransportError | OSError):
-        return Outcome.RESET
-    return Outcome.SUCCESS  # a decision error (CircuitOpen...) says nothing about the instance
+        return _RESET
+    return _SUCCESS  # a decision error (CircuitOpen...) says nothing about the instance
