@@ -121,10 +121,12 @@ async def run_all(args: argparse.Namespace, nginx: LocalNginx, loop_name: str) -
     return {"meta": meta, "levels": levels, "targets": targets(levels, args.transports)}
 
 
-async def profile_tracing(nginx: LocalNginx, transport: str, concurrency: int, seconds: float) -> None:
-    """Profile "off" and "100%" over the same calls; print the extra time by module and function."""
+async def profile_tracing(
+    nginx: LocalNginx, transport: str, traced: str, concurrency: int, seconds: float
+) -> None:
+    """Profile "off" and `traced` over the same calls; print the extra time by module and function."""
     per_module: dict[str, dict[str, float]] = {}
-    for mode in ("off", "100%"):
+    for mode in ("off", traced):
         contender = traced_client(nginx, mode, transport)
         await contender.start()
         await run_round(contender, concurrency, min(1.0, seconds))
@@ -136,12 +138,11 @@ async def profile_tracing(nginx: LocalNginx, transport: str, concurrency: int, s
         await contender.close()
         per_module[mode] = by_module(stats, requests)
         print(f"{contender.name}, concurrency {concurrency}: {requests} requests under cProfile")
-        if mode == "100%":
+        if mode == traced:
             print(f"top functions by own time\n{top_functions(stats, 'tottime', 30)}")
     print("\nown time per request by module, us (under cProfile: read as proportions)")
-    print(
-        format_table(["module", "off", "100%", "difference"], compare(per_module["off"], per_module["100%"]))
-    )
+    rows = compare(per_module["off"], per_module[traced])
+    print(format_table(["module", "off", traced, "difference"], rows))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -156,7 +157,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--transports", nargs="+", choices=TRANSPORTS, default=list(TRANSPORTS))
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
     parser.add_argument("--loop", choices=["auto", "uvloop", "asyncio"], default="auto")
-    parser.add_argument("--profile", action="store_true", help="cProfile 'off' and '100%%' (first transport)")
+    parser.add_argument(
+        "--profile", action="store_true", help="cProfile 'off' and the first other --modes (first transport)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.seconds = 1, 0.5
@@ -182,7 +185,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     nginx = LocalNginx(body_bytes=1024, extra_locations=OTLP_LOCATION)
     with nginx, asyncio.Runner(loop_factory=loop_factory) as runner:
         if args.profile:
-            runner.run(profile_tracing(nginx, args.transports[0], max(args.concurrency), args.seconds))
+            traced = next((m for m in args.modes if m != "off"), "100%")
+            profile = profile_tracing(nginx, args.transports[0], traced, max(args.concurrency), args.seconds)
+            runner.run(profile)
             return 0
         results = runner.run(run_all(args, nginx, loop_name))
     if args.json:
