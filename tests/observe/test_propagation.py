@@ -7,11 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 from opentelemetry import baggage, trace
-from opentelemetry.context import Context
+from opentelemetry.context import Context, attach, detach
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from meshkit.observe.propagation import (
+    DEFAULT_INJECT,
     FORMATS,
     MAX_TRACE_HEADER,
     MeshPropagator,
@@ -52,7 +53,7 @@ def test_each_format_round_trips(fmt: str, sampled: bool) -> None:
 
 def test_injected_headers_have_the_documented_shape() -> None:
     headers: CIMultiDict[str] = CIMultiDict()
-    MeshPropagator().inject(headers, context_with(True))
+    MeshPropagator(inject=FORMATS).inject(headers, context_with(True))
     assert headers["traceparent"] == f"00-{TID}-{SID}-01"
     assert headers["b3"] == f"{TID}-{SID}-1"
     assert (headers["X-B3-TraceId"], headers["X-B3-SpanId"], headers["X-B3-Sampled"]) == (TID, SID, "1")
@@ -241,3 +242,54 @@ def test_fuzzed_header_beside_a_valid_traceparent_keeps_the_original(name: str, 
 @given(values=st.dictionaries(st.sampled_from(HEADER_NAMES), GARBAGE, max_size=len(HEADER_NAMES)))
 def test_fuzzed_header_sets_never_raise(values: dict[str, str]) -> None:
     MeshPropagator().extract(CIMultiDict(values))
+
+
+def test_default_writes_w3c_and_the_seeds_headers_and_reads_every_format() -> None:
+    headers: CIMultiDict[str] = CIMultiDict()
+    MeshPropagator().inject(headers, context_with(True))
+    assert headers["traceparent"] == f"00-{TID}-{SID}-01"
+    assert (headers["X-Trace-Id"], headers["X-Span-Id"], headers["X-Trace-Flags"]) == (TID, SID, "01")
+    assert not {"b3", "X-B3-TraceId", "X-B3-SpanId", "X-B3-Sampled"} & set(headers)
+    assert MeshPropagator().formats == DEFAULT_INJECT
+    for fmt in FORMATS:  # extraction is not limited to the injected formats
+        written: CIMultiDict[str] = CIMultiDict()
+        MeshPropagator(inject=[fmt], baggage=False).inject(written, context_with(True))
+        assert extracted(written, MeshPropagator()).span_id == SPAN_ID
+
+
+def test_data_path_headers_equal_the_generic_injection() -> None:
+    propagator = MeshPropagator(inject=FORMATS, baggage=False)
+    generic: CIMultiDict[str] = CIMultiDict()
+    propagator.inject(generic, context_with(False))
+    fast = propagator.with_trace_headers(CIMultiDict(), TID, SID, 0)
+    assert sorted(fast.items()) == sorted(generic.items())
+
+
+def test_data_path_copies_and_rewrites_any_format_the_caller_sent() -> None:
+    stale = "1" * 32
+    original: CIMultiDict[str] = CIMultiDict(
+        {
+            "Accept": "text/plain",
+            "b3": f"{stale}-{'2' * 16}-1",
+            "X-B3-TraceId": stale,
+            "X-B3-SpanId": "3" * 16,
+        }
+    )
+    out = MeshPropagator().with_trace_headers(original, TID, SID, 1, "4" * 16)
+    assert out["b3"] == f"{TID}-{SID}-1"
+    assert (out["X-B3-TraceId"], out["X-B3-SpanId"], out["X-B3-ParentSpanId"]) == (TID, SID, "4" * 16)
+    assert out["traceparent"] == f"00-{TID}-{SID}-01" and out["X-Parent-Span-Id"] == "4" * 16
+    assert len(out.getall("b3")) == 1 and out["Accept"] == "text/plain"
+    assert original["X-B3-TraceId"] == stale and "traceparent" not in original  # the caller's copy untouched
+
+
+def test_data_path_sends_the_current_baggage_only_when_there_is_some() -> None:
+    propagator = MeshPropagator()
+    assert "baggage" not in propagator.with_trace_headers(CIMultiDict(), TID, SID, 1)
+    token = attach(baggage.set_baggage("tenant", "acme"))
+    try:
+        out = propagator.with_trace_headers(CIMultiDict(), TID, SID, 1)
+    finally:
+        detach(token)
+    assert out["baggage"] == "tenant=acme"
+    assert "baggage" not in MeshPropagator(baggage=False).with_trace_headers(CIMultiDict(), TID, SID, 1)

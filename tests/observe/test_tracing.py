@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags
 
 from meshkit.errors import ConnectError
-from meshkit.observe.propagation import MeshPropagator
+from meshkit.observe.propagation import FORMATS, MeshPropagator
 from meshkit.observe.tracing import (
     BALANCER_REASON_KEY,
     BREAKER_STATE_KEY,
@@ -75,8 +75,11 @@ def exporter() -> InMemorySpanExporter:
 
 @pytest.fixture
 def make_tracer(exporter: InMemorySpanExporter) -> Callable[..., Tracer]:
-    def make(sample_ratio: float = 1.0) -> Tracer:
-        return Tracer("caller", sample_ratio=sample_ratio, processors=[SimpleSpanProcessor(exporter)])
+    def make(sample_ratio: float = 1.0, propagator: MeshPropagator | None = None) -> Tracer:
+        processors = [SimpleSpanProcessor(exporter)]
+        if propagator is None:
+            return Tracer("caller", sample_ratio=sample_ratio, processors=processors)
+        return Tracer("caller", sample_ratio=sample_ratio, processors=processors, propagator=propagator)
 
     return make
 
@@ -109,7 +112,7 @@ async def test_one_call_span_and_one_attempt_span_linked_as_parent_and_child(
 
     original: CIMultiDict[str] = CIMultiDict({"Accept": "text/plain"})
     request = Request("GET", "/users/7", headers=original, service="users")
-    response = await build(make_tracer(), handler)(request)
+    response = await build(make_tracer(propagator=MeshPropagator(inject=FORMATS)), handler)(request)
     assert response.status == 200
 
     spans = by_name(exporter.get_finished_spans())
@@ -236,7 +239,7 @@ async def test_sampling_ratio_zero_records_nothing_but_still_propagates(
         return Response(200)
 
     request = Request(service="users")
-    await build(make_tracer(0.0), handler)(request)
+    await build(make_tracer(0.0, MeshPropagator(inject=FORMATS)), handler)(request)
     assert exporter.get_finished_spans() == ()
     sent = seen[0]
     _, tid, sid, flags = sent["traceparent"].split("-")

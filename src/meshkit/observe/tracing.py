@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.context import Context
+from opentelemetry.context import Context, get_current
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -134,27 +134,29 @@ class CallSpanLayer:
     async def __call__(self, request: Request) -> Response:
         parent = self._propagator.extract_span_context(request.headers) if self._extract else None
         if parent is None:
-            parent = trace.get_current_span().get_span_context()  # a server span, when there is one
+            parent = _current_parent()  # a server span, when there is one
         span = self._sink.start(_name(self._names, "call ", request.service), parent)
         ctx = request.context
-        ctx[TRACE_ID_KEY] = f"{span.trace_id:032x}"
+        ctx[TRACE_ID_KEY] = span.trace_hex
         ctx[CALL_SPAN_KEY] = span
         sampled = span.trace_flags & SAMPLED
         if sampled:
-            span.attributes = {
-                "meshkit.service": request.service,
-                "http.request.method": request.method,
-                "url.path": request.path,
-            }
+            span.set_attributes(
+                {
+                    "meshkit.service": request.service,
+                    "http.request.method": request.method,
+                    "url.path": request.path,
+                }
+            )
         try:
             response = await self.inner(request)
             if sampled:
                 _record_status(span, response.status)
-                span.attributes["meshkit.retries"] = _retries(request)
+                span.set_attribute("meshkit.retries", _retries(request))
             return response
         except BaseException as exc:
             if sampled:
-                span.attributes["meshkit.retries"] = _retries(request)
+                span.set_attribute("meshkit.retries", _retries(request))
                 _record_failure(span, exc)
             raise
         finally:
@@ -178,17 +180,22 @@ class AttemptSpanLayer:
         ctx[ATTEMPTS_KEY] = attempt + 1
         parent = ctx.get(CALL_SPAN_KEY)
         if parent is None:
-            parent = trace.get_current_span().get_span_context()
+            parent = _current_parent()
         span = self._sink.start(_name(self._names, "attempt ", request.service), parent)
         sampled = span.trace_flags & SAMPLED
         if sampled:
-            span.attributes = _attempt_attributes(request, attempt)
+            span.set_attributes(_attempt_attributes(request, attempt))
         original = request.headers
-        headers = original.copy()  # the caller's headers stay as they were
-        self._propagator.inject_ids(
-            headers, span.trace_id, span.span_id, span.trace_flags, span.parent_span_id, span.trace_state
+        request.headers = (
+            self._propagator.with_trace_headers(  # a copy: the caller's headers stay as they were
+                original,
+                span.trace_hex,
+                span.span_hex,
+                span.trace_flags,
+                span.parent_span_hex,
+                span.trace_state,
+            )
         )
-        request.headers = headers
         try:
             response = await self.inner(request)
             if sampled:
@@ -201,6 +208,13 @@ class AttemptSpanLayer:
         finally:
             request.headers = original
             span.end()
+
+
+def _current_parent() -> SpanContext | None:
+    current = get_current()
+    if not current:  # an empty OpenTelemetry context (a client task outside any server span): no parent
+        return None
+    return trace.get_current_span(current).get_span_context()
 
 
 def _name(cache: dict[str, str], prefix: str, service: str) -> str:
@@ -218,18 +232,18 @@ def _retries(request: Request) -> int:
 
 
 def _record_status(span: ClientSpan, status: int) -> None:
-    span.attributes["http.response.status_code"] = status
+    span.set_attribute("http.response.status_code", status)
     if status >= 500:
-        span.attributes["error.type"] = str(status)
+        span.set_attribute("error.type", str(status))
         span.set_error()
 
 
 def _record_failure(span: ClientSpan, exc: BaseException) -> None:
     if isinstance(exc, asyncio.CancelledError):  # a lost hedge, a caller gone: noted, not an error
-        span.attributes["meshkit.cancelled"] = True
+        span.set_attribute("meshkit.cancelled", True)
         return
     span.record_exception(exc)
-    span.attributes["error.type"] = type(exc).__qualname__
+    span.set_attribute("error.type", type(exc).__qualname__)
     span.set_error(f"{type(exc).__name__}: {exc}")
 
 
