@@ -75,6 +75,7 @@ def test_log_redaction_masks_tokens(capsys: pytest.CaptureFixture[str]) -> None:
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     try:
+        logging.getLogger("uvicorn.access").disabled = True  # as a dictConfig elsewhere may leave it
         install_log_redaction(plane)
         logging.getLogger("uvicorn.access").info("GET /x?token=%s Authorization: Bearer %s", TOKEN, TOKEN)
     finally:
