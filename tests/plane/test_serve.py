@@ -75,7 +75,9 @@ def test_log_redaction_masks_tokens(capsys: pytest.CaptureFixture[str]) -> None:
     root = logging.getLogger()
     saved = root.handlers[:], root.level
     try:
-        logging.getLogger("uvicorn.access").disabled = True  # as a dictConfig elsewhere may leave it
+        access = logging.getLogger("uvicorn.access")
+        access.disabled = True  # as a dictConfig elsewhere may leave it
+        access.setLevel(logging.WARNING)  # as another in-process uvicorn.Config(log_level=...) may
         install_log_redaction(plane)
         logging.getLogger("uvicorn.access").info("GET /x?token=%s Authorization: Bearer %s", TOKEN, TOKEN)
     finally:

@@ -76,6 +76,7 @@ def install_log_redaction(plane: ControlPlane, level: int = logging.INFO) -> Non
         logger.handlers.clear()
         logger.propagate = True
         logger.disabled = False  # a logging.config.dictConfig elsewhere may have disabled it
+        logger.setLevel(logging.NOTSET)  # and another uvicorn.Config may have raised its level
 
 
 async def wait_ready(base_url: str, stop: asyncio.Event, interval: float = 0.05) -> bool:
