@@ -175,3 +175,15 @@ async def test_writes_pass_through_and_reads_see_them(cache: CachedRegistry) -> 
         await cache.heartbeat(record.id)
     await cache.registry.close()
     assert await cache.all_instances() == []  # the cache's view while the registry is down
+
+
+async def test_known_answers_from_memory_only(cache: CachedRegistry) -> None:
+    assert cache.known("users") is None  # never asked for: the data path must resolve() it
+    await cache.register(inst(port=1))
+    assert cache.known("users") is None
+    assert [i.port for i in await cache.resolve("users")] == [1]
+    known = cache.known("users")
+    assert known is not None and [i.port for i in known] == [1]
+    await cache.register(inst(port=2))
+    await settle()
+    assert sorted(i.port for i in cache.known("users") or ()) == [1, 2]  # kept current by the watch

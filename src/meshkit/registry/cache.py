@@ -98,6 +98,11 @@ class CachedRegistry:
 
     # -- reads: from memory, falling back to the registry for a service not yet cached
 
+    def known(self, service: str) -> Sequence[ServiceInstance] | None:
+        """The cached instances (the data path's answer without I/O), or None when not cached."""
+        entry = self._entries.get(service)
+        return None if entry is None else entry.snapshot.instances
+
     async def resolve(self, service: str) -> Sequence[ServiceInstance]:
         entry = self._entries.get(service)
         if entry is not None:
