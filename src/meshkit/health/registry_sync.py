@@ -7,7 +7,11 @@ of registrations costs one re-sync).
 
 With several control planes on one registry (etcd), a `Leadership` (the etcd
 `LeaderElection`) decides which one probes: only the leader runs the checker, so no
-instance is probed twice; when it loses the lease another takes over.
+instance is probed twice; when it loses the lease another takes over. A TTL check's
+report (a heartbeat) may reach any plane, so, as a Consul TTL update is a write its check's
+owner sees, `report_ttl` on a plane standing by writes it to the registry (`report_ttl` of
+the etcd registry) and the elected plane follows those writes (`ttl_reports`) into its
+checker. A registry without them (the embedded one) has no leadership: its plane always checks.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, Protocol
 
 from meshkit.errors import RegistryUnavailable
@@ -32,6 +37,11 @@ class Leadership(Protocol):
     async def wait_for_leadership(self) -> None: ...
     async def wait_for_loss(self) -> None: ...
     async def close(self, *, resign: bool = True) -> None: ...
+
+
+TtlReport = tuple[str, str, str]  # (service_id, status, note)
+ReportTtl = Callable[[str, str, str], Awaitable[None]]
+FollowTtlReports = Callable[[], AsyncGenerator[TtlReport, None]]
 
 
 class RegistryHealthSync:
@@ -61,6 +71,19 @@ class RegistryHealthSync:
             await self.registry.set_state(instance.service_id, new, reason)
         except (RegistryUnavailable, OSError) as exc:
             log.warning("health: could not record %s -> %s for %s: %s", old, new, instance.service_id, exc)
+
+    async def report_ttl(self, service_id: str, status: str, note: str = "") -> None:
+        """A TTL check's report: to this checker when it is the active one, else to the registry.
+
+        KeyError/ValueError from the checker (an instance it does not watch, or one without a
+        ttl check, a bad status); from the registry UnknownInstance, ValueError for a bad status,
+        RegistryUnavailable.
+        """
+        write: ReportTtl | None = getattr(self.registry, "report_ttl", None)
+        if self.active or write is None:
+            await self.checker.report_ttl(service_id, status, note)
+        else:
+            await write(service_id, status, note)
 
     async def resync(self) -> None:
         self.checker.sync(await self.registry.all_instances())
@@ -109,7 +132,9 @@ class RegistryHealthSync:
                 log.warning("health: registry read failed, retrying: %s", exc)
                 await asyncio.sleep(self._retry_delay)
         await self.checker.start()
-        await self._follow()
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._follow())
+            group.create_task(self._follow_reports())
 
     async def _follow(self) -> None:
         while True:
@@ -120,3 +145,22 @@ class RegistryHealthSync:
             except (RegistryUnavailable, OSError) as exc:
                 log.warning("health: registry watch failed, retrying: %s", exc)
                 await asyncio.sleep(self._retry_delay)
+
+    async def _follow_reports(self) -> None:
+        """While elected: feed the TTL reports other planes wrote to the registry to this checker."""
+        follow: FollowTtlReports | None = getattr(self.registry, "ttl_reports", None)
+        if follow is None:
+            return
+        while True:
+            try:
+                reports = follow()
+                async with contextlib.aclosing(reports):
+                    async for service_id, status, note in reports:
+                        with contextlib.suppress(KeyError, ValueError):  # not (yet) watched, or not ttl
+                            await self.checker.report_ttl(service_id, status, note)
+                return  # the registry closed
+            except (RegistryUnavailable, OSError) as exc:
+                log.warning("health: following ttl reports failed, retrying: %s", exc)
+            except Exception:  # never let it take the instance sync (its sibling task) down with it
+                log.exception("health: following ttl reports failed, retrying")
+            await asyncio.sleep(self._retry_delay)

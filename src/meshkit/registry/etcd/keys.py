@@ -5,11 +5,13 @@ Layout under the prefix (default `/meshkit/`), as etcd users lay out a keyspace:
     instances/{service}/{id}   the instance, as the embedded store's JSON plus "since"
     ids/{id}                   the service the id belongs to, so calls by id find its key
     settings/{key}             the control plane's JSON settings
+    ttl-reports/{id}           the last TTL-check report sent through a standby plane (`reports.py`)
     election/{name}            the holder of a LeaderElection
 
-An instance with a `ttl` has both of its keys on one lease of that TTL, so etcd removes
-them together when heartbeats stop. "since" is the wall time of the last state change:
-several control planes share the registry, so the critical timer cannot live in one of them.
+An instance with a `ttl` has both of its keys (and its TTL report) on one lease of that TTL,
+so etcd removes them together when heartbeats stop. "since" is the wall time of the last
+state change: several control planes share the registry, so the critical timer cannot live
+in one of them.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from meshkit.types import ServiceInstance
 
 
 class Keyspace:
-    __slots__ = ("ids", "instances", "prefix", "settings")
+    __slots__ = ("ids", "instances", "prefix", "reports", "settings")
 
     def __init__(self, prefix: str) -> None:
         if not isinstance(prefix, str) or not prefix.startswith("/") or not prefix.endswith("/"):
@@ -33,12 +35,16 @@ class Keyspace:
         self.instances = self.prefix + b"instances/"
         self.ids = self.prefix + b"ids/"
         self.settings = self.prefix + b"settings/"
+        self.reports = self.prefix + b"ttl-reports/"
 
     def instance(self, service: str, service_id: str) -> bytes:
         return self.instances + f"{service}/{service_id}".encode()
 
     def id(self, service_id: str) -> bytes:
         return self.ids + service_id.encode()
+
+    def report(self, service_id: str) -> bytes:
+        return self.reports + service_id.encode()
 
     def service_range(self, service: str | None) -> tuple[bytes, bytes]:
         """[start, end) of one service's instances, or of every instance for None."""

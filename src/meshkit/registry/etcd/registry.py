@@ -7,8 +7,10 @@ every read-modify-write is a transaction guarded by the key's mod_revision (opti
 concurrency, as Kubernetes writes to etcd), so two planes never overwrite each other.
 `watch` follows a service with an etcd watch from the revision of its last snapshot; when
 the stream breaks it resumes from that revision on another member, and when the history
-was compacted meanwhile it resyncs from a fresh read. Staleness when etcd is down is the
-job of `CachedRegistry` in front: here a read or write that no member can serve raises
+was compacted meanwhile it resyncs from a fresh read. A TTL check's report (a heartbeat
+sent to a plane that is not running the checker) is a write too, which the elected plane
+follows with `ttl_reports` (see `reports.py`). Staleness when etcd is down is the job of
+`CachedRegistry` in front: here a read or write that no member can serve raises
 `RegistryUnavailable` within `timeout`.
 
 Instances that stay UNHEALTHY longer than `deregister_critical_after` (the check's value
@@ -32,6 +34,7 @@ from meshkit.errors import RegistryUnavailable
 from meshkit.registry.base import AddressPolicy, Snapshot, UnknownInstance
 from meshkit.registry.etcd import keys
 from meshkit.registry.etcd.client import URL_FORMAT, Endpoint, EtcdClient, parse_endpoints, unb64
+from meshkit.registry.etcd.reports import Report, encode_report, follow_reports, put_report
 from meshkit.registry.etcd.watch import follow
 from meshkit.registry.validation import admit
 from meshkit.types import ServiceInstance, ServiceState, validate_service_name
@@ -144,6 +147,7 @@ class EtcdRegistry:
             deletes = [
                 keys.delete(self.keys.instance(service, service_id)),
                 keys.delete(self.keys.id(service_id)),
+                keys.delete(self.keys.report(service_id)),
             ]
             reply = await self.client.txn([keys.unchanged(self.keys.id(service_id), mod)], deletes, [])
             if reply.get("succeeded"):
@@ -158,6 +162,12 @@ class EtcdRegistry:
         lease = int(kvs[0].get("lease", 0))
         if lease and await self.client.keepalive_once(lease) <= 0:
             raise UnknownInstance(service_id)
+
+    async def report_ttl(self, service_id: str, status: str, note: str = "") -> None:
+        """Record a TTL check's pass/warn/fail for the elected plane (`ttl_reports`), on the instance's lease."""
+        value = encode_report(status, note)
+        self._check_open()
+        await put_report(self.client, self.keys, service_id, value)
 
     async def set_state(
         self, service_id: str, state: ServiceState, reason: str = ""
@@ -205,7 +215,8 @@ class EtcdRegistry:
             if inst.state != ServiceState.UNHEALTHY or now - keys.since(kv) < limit:
                 continue
             key = unb64(kv["key"])
-            deletes = [keys.delete(key), keys.delete(self.keys.id(inst.service_id))]
+            sid = inst.service_id
+            deletes = [keys.delete(key), keys.delete(self.keys.id(sid)), keys.delete(self.keys.report(sid))]
             if (await self.client.txn([keys.unchanged(key, int(kv["mod_revision"]))], deletes, [])).get(
                 "succeeded"
             ):
@@ -251,6 +262,15 @@ class EtcdRegistry:
         async with contextlib.aclosing(snapshots):
             async for snap in snapshots:
                 yield snap
+                self._check_open()
+
+    async def ttl_reports(self) -> AsyncGenerator[Report, None]:
+        """(service_id, status, note) of every `report_ttl` after this starts; see `reports.py`."""
+        self._check_open()
+        reports = follow_reports(self.client, self.keys.reports)
+        async with contextlib.aclosing(reports):
+            async for report in reports:
+                yield report
                 self._check_open()
 
     # -- internals
