@@ -264,10 +264,10 @@ class EtcdRegistry:
                 yield snap
                 self._check_open()
 
-    async def ttl_reports(self) -> AsyncGenerator[Report, None]:
-        """(service_id, status, note) of every `report_ttl` after this starts; see `reports.py`."""
+    async def ttl_reports(self, *, after: int | None = None) -> AsyncGenerator[Report, None]:
+        """(service_id, status, note) of every `report_ttl` after this starts (or revision `after`)."""
         self._check_open()
-        reports = follow_reports(self.client, self.keys.reports)
+        reports = follow_reports(self.client, self.keys.reports, after)
         async with contextlib.aclosing(reports):
             async for report in reports:
                 yield report

@@ -7,8 +7,8 @@ key `ttl-reports/{id}` holding `{"status", "note"}` on the instance's lease (so 
 with the instance), and the elected plane follows that prefix with an etcd watch and hands
 every report to its checker. Only PUTs are reports; deletions (expiry, deregistration) are not.
 
-`follow_reports` starts at the store's revision when it is called and yields each report
-put after it, in order. Its progress is the mod_revision of the last event it yielded, not
+`follow_reports` starts at the store's revision when it is first awaited (or at a revision
+it is given) and yields each report put after it, in order. Its progress is the mod_revision of the last event it yielded, not
 a response header (a header may run ahead of events still being replayed), so when the
 stream breaks the watch is opened again on another member from there and etcd replays what
 was missed. If that history was compacted meanwhile, the reports in between are lost (they
@@ -74,10 +74,16 @@ class _Compacted(Exception):
         self.revision = revision
 
 
-async def follow_reports(client: EtcdClient, prefix: bytes) -> AsyncGenerator[Report, None]:
-    """Every report put under `prefix` after this starts, across member failures; see the module docstring."""
+async def follow_reports(
+    client: EtcdClient, prefix: bytes, after: int | None = None
+) -> AsyncGenerator[Report, None]:
+    """Every report put under `prefix` after revision `after` (None: now), across member failures."""
+    if after is not None and (isinstance(after, bool) or not isinstance(after, int) or after < 0):
+        raise ValueError(f"after: must be None or an etcd revision >= 0, got {after!r}")
     end = prefix_end(prefix)
-    _, revision = await client.range(prefix)  # one key, only for the revision "now"
+    if after is None:
+        _, after = await client.range(prefix)  # one key, only for the revision "now"
+    revision = after
     while True:
         delivered = False
         try:
