@@ -1,7 +1,9 @@
 """Authentication dependencies: who is calling, and may they read, act, or administer.
 
 They only pass the `Authorization` header to the plane, which decides; `HTTPBearer` is
-there so the OpenAPI spec documents the scheme (it never refuses by itself).
+there so the OpenAPI spec documents the scheme (it never refuses by itself). They are
+`async def` although they do no I/O: FastAPI runs a plain `def` dependency in a worker
+thread, a thread hop per dependency per request.
 """
 
 from __future__ import annotations
@@ -24,17 +26,17 @@ def _plane(request: Request) -> ControlPlane:
     return plane
 
 
-def principal(request: Request, _: Documented) -> Principal:
+async def principal(request: Request, _: Documented) -> Principal:
     """Any valid token: register, deregister, heartbeat, call, enqueue (401 without one)."""
     return _plane(request).authenticate(request.headers.get("authorization"))
 
 
-def reader(request: Request, _: Documented) -> Principal | None:
+async def reader(request: Request, _: Documented) -> Principal | None:
     """Read-only endpoints: any valid token, or nobody with --public-read."""
     return _plane(request).authorize_read(request.headers.get("authorization"))
 
 
-def admin(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
+async def admin(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
     """The admin token only: configure and tokens (403 for a service token)."""
     _plane(request).require_admin(who)
     return who
