@@ -1,9 +1,10 @@
 """The `/call` client: the ordinary client stack, hardened for forwarding other people's calls.
 
 `/call` makes the control plane a forwarding proxy, so its stack gets what a proxy needs
-(OWASP SSRF Prevention Cheat Sheet) on top of the usual layers: the transport dials only
-through `GuardedConnector` (no link-local or metadata IP, checked at connect time) and
-caps the response it reads; `SsrfGuardLayer` sits just above the transport, where the
+(OWASP SSRF Prevention Cheat Sheet) on top of the usual layers: the transport (meshkit's
+`H1Transport`, a fraction of aiohttp's CPU per call) resolves the instance itself and dials
+only an IP `refuse_unsafe_ip` lets through (no link-local or metadata IP, checked at
+connect time, so DNS rebinding is refused too), and caps the response it reads; `SsrfGuardLayer` sits just above the transport, where the
 chosen instance is known, to normalise the path, re-check the address and cap the body.
 Tracing continues the caller's trace (`extract_from_headers`) and every call is counted
 once by `MetricsLayer`, outermost. The caller's headers are filtered before they enter.
@@ -11,6 +12,7 @@ once by `MetricsLayer`, outermost. The caller's headers are filtered before they
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from functools import partial
@@ -22,9 +24,9 @@ from meshkit.client import MeshClient
 from meshkit.observe.metrics import MeshMetrics, MetricsLayer
 from meshkit.observe.tracing import AttemptSpanLayer, CallSpanLayer, Tracer
 from meshkit.plane.headers import forwardable_headers
-from meshkit.plane.ssrf import GuardedConnector, SsrfGuardLayer, normalize_path
+from meshkit.plane.ssrf import SsrfGuardLayer, UnsafeConnect, normalize_path, unsafe_ip_reason
 from meshkit.stack import Layer, Stack
-from meshkit.transport import AiohttpTransport
+from meshkit.transport.h1 import H1Transport
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20  # what /call forwards
 DEFAULT_MAX_RESPONSE_BYTES = 8 << 20  # what /call reads back
@@ -46,8 +48,20 @@ TRACE_HEADERS = (
 _METHOD_RE = re.compile(r"^[A-Za-z]{1,16}$")
 
 
-def guarded_transport(max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> AiohttpTransport:
-    return AiohttpTransport(connector_factory=GuardedConnector, max_response_bytes=max_response_bytes)
+def refuse_unsafe_ip(ip: str, port: int) -> None:
+    """`H1Transport`'s connect guard: `UnsafeConnect` (answered 403) for an IP calls may not reach."""
+    try:
+        parsed = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        raise UnsafeConnect(13, f"refusing to connect to {ip!r}: not an IP address") from None
+    reason = unsafe_ip_reason(parsed)
+    if reason is not None:
+        raise UnsafeConnect(13, f"refusing to connect to {parsed}: {reason}")
+
+
+def guarded_transport(max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> H1Transport:
+    """The /call transport: every dialled IP judged by `refuse_unsafe_ip`, the answer capped."""
+    return H1Transport(max_response_bytes=max_response_bytes, connect_guard=refuse_unsafe_ip)
 
 
 def _put(stack: Stack, role: str, layer: Layer, description: str, *, outside: str) -> None:
