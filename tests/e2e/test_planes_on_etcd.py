@@ -8,8 +8,9 @@
 - Health checks are not doubled: an instance whose HTTP check counts its probes is probed at
   one checker's rate while both planes run (only the elected plane checks, its instance view
   is the only one with a check history); when that plane is killed, the other takes over.
-- Known gap (xfail, strict): heartbeats of a TTL check sent through the standby plane never
-  reach the elected plane's checker, which marks the instance unhealthy.
+- A TTL check's heartbeats sent through the standby plane keep the instance healthy: the
+  standby writes each report to etcd (`EtcdRegistry.report_ttl`) and the elected plane's
+  checker follows them (`ttl_reports`), as a Consul TTL update is a write the check's owner sees.
 
 The planes share one admin token: `start_plane` clears MESHKIT_* variables, so the same token
 is written into each plane's data directory, which the plane reads exactly like
@@ -263,12 +264,6 @@ async def test_one_plane_probes_and_the_other_takes_over_when_it_dies(
         await c2.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a TTL check's heartbeat reaches only the checker of the plane it is sent to "
-    "(ControlPlane.heartbeat -> its own checker.report_ttl); a standby plane's checker watches "
-    "nothing, so the elected plane never hears it and marks the instance unhealthy",
-)
 async def test_ttl_heartbeats_through_the_standby_plane_keep_an_instance_healthy(
     planes: Planes, upstream: ProbeCounter
 ) -> None:
