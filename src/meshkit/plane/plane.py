@@ -248,7 +248,7 @@ class ControlPlane:
             raise NotFound(f"service_id: no instance {service_id!r} is registered") from None
         if self.checks is not None and existing.check is not None and existing.check.kind == "ttl":
             with contextlib.suppress(KeyError, ValueError):
-                await self.checks.checker.report_ttl(service_id, "pass", "heartbeat")
+                await self.checks.report_ttl(service_id, "pass", "heartbeat")
         return {"status": "ok", "service_id": service_id}
 
     async def discover(self, service_name: str, use_cache: bool = True) -> dict[str, Any]:
