@@ -67,6 +67,25 @@ async def test_active_health_check_takes_a_failing_instance_out(upstreams) -> No
     assert row["state"] == "unhealthy" and row["circuit_breaker"] == "closed"
 
 
+async def test_heartbeats_keep_a_ttl_checked_instance_healthy(upstreams) -> None:
+    up = await upstreams("a")
+    check = HealthCheck(kind="ttl", ttl=0.3, healthy_threshold=1, unhealthy_threshold=1)
+    async with ServiceMesh() as mesh:
+        inst = await mesh.register_service("svc", "127.0.0.1", up.port, check=check)
+        seen = []
+        for _ in range(12):  # 1.2 s of heartbeats every 0.1 s, inside the 0.3 s ttl
+            await mesh.heartbeat(inst.service_id)
+            await asyncio.sleep(0.1)
+            seen.append((await mesh.discover_services("svc"))[0].state)
+        assert seen[-1] == ServiceState.HEALTHY
+        assert ServiceState.UNHEALTHY not in seen
+        for _ in range(40):  # silence: the ttl runs out
+            await asyncio.sleep(0.05)
+            if (await mesh.discover_services("svc"))[0].state == ServiceState.UNHEALTHY:
+                break
+        assert (await mesh.discover_services("svc"))[0].state == ServiceState.UNHEALTHY
+
+
 async def test_failures_to_register_are_reported() -> None:
     mesh = ServiceMesh()
     await mesh.initialize()

@@ -9,6 +9,7 @@ write their verdicts back. The control plane is this object behind an HTTP API.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -232,7 +233,13 @@ class ServiceMesh:
         return await self.registry.deregister(service_id)
 
     async def heartbeat(self, service_id: str) -> None:
+        """Refresh the instance's TTL; when this process runs the health checks, a TTL check
+        counts the heartbeat as a pass (other kinds of check ignore it)."""
         await self.registry.heartbeat(service_id)
+        health = self.health
+        if health is not None and health.active:
+            with contextlib.suppress(KeyError, ValueError):  # not watched here, or not a TTL check
+                await health.checker.report_ttl(service_id, "pass", "heartbeat")
 
     async def discover(self, service_name: str, use_cache: bool = True) -> Snapshot:
         return await self.registry.discover(service_name, use_cache=use_cache)
