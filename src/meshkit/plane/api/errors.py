@@ -82,29 +82,40 @@ async def _collector(request: Request, exc: CollectorError) -> Response:
     return error(exc.status, exc.message)
 
 
+HANDLERS: dict[type[Exception], Handler] = {
+    RequestValidationError: _validation,
+    HTTPException: _http,
+    ValueError: _fixed(422),
+    UnsafePath: _fixed(400),
+    UnsafeHeader: _fixed(400),
+    BodyTooLarge: _fixed(413),
+    Unauthenticated: _unauthenticated,
+    Forbidden: _fixed(403),
+    NotFound: _fixed(404),
+    Conflict: _fixed(409),
+    RegistryUnavailable: _fixed(503, "registry unavailable: "),
+    QueueUnavailable: _fixed(503),
+    CollectorError: _collector,
+    NoHealthyInstances: _fixed(503),
+    CircuitOpen: _fixed(503),
+    RetryBudgetExhausted: _fixed(503),
+    TransportError: _fixed(503),
+    ConnectError: _connect,
+    RequestTimeout: _fixed(504),
+    DeadlineExceeded: _fixed(504),
+    MeshError: _fixed(503),
+}
+
+
+def handler_for(exc: BaseException) -> Handler | None:
+    """The handler Starlette would pick for `exc`: the first of its classes, in MRO order, that has one."""
+    for cls in type(exc).__mro__:
+        handler = HANDLERS.get(cls)
+        if handler is not None:
+            return handler
+    return None
+
+
 def install(app: FastAPI) -> None:
-    handlers: list[tuple[type[Exception], Handler]] = [
-        (RequestValidationError, _validation),
-        (HTTPException, _http),
-        (ValueError, _fixed(422)),
-        (UnsafePath, _fixed(400)),
-        (UnsafeHeader, _fixed(400)),
-        (BodyTooLarge, _fixed(413)),
-        (Unauthenticated, _unauthenticated),
-        (Forbidden, _fixed(403)),
-        (NotFound, _fixed(404)),
-        (Conflict, _fixed(409)),
-        (RegistryUnavailable, _fixed(503, "registry unavailable: ")),
-        (QueueUnavailable, _fixed(503)),
-        (CollectorError, _collector),
-        (NoHealthyInstances, _fixed(503)),
-        (CircuitOpen, _fixed(503)),
-        (RetryBudgetExhausted, _fixed(503)),
-        (TransportError, _fixed(503)),
-        (ConnectError, _connect),
-        (RequestTimeout, _fixed(504)),
-        (DeadlineExceeded, _fixed(504)),
-        (MeshError, _fixed(503)),
-    ]
-    for exc_type, handler in handlers:
+    for exc_type, handler in HANDLERS.items():
         app.add_exception_handler(exc_type, handler)

@@ -28,6 +28,46 @@ async def _reply(send: Send, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def read_body(scope: Scope, receive: Receive, send: Send, limit: int) -> bytes | None:
+    """The whole request body, at most `limit` bytes; None once a 400/413 is sent or the client left."""
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            if not value.isdigit():
+                await _reply(send, 400, "Content-Length: must be a non-negative integer")
+                return None
+            if int(value) > limit:
+                await _reply(send, 413, f"body: must be at most {limit} bytes, got {int(value)}")
+                return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None  # the client went away
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            await _reply(send, 413, f"body: must be at most {limit} bytes, got more")
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands out `body` as one message, then defers to the real one."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class BodyLimit:
     def __init__(
         self, app: ASGIApp, *, max_bytes: int = DEFAULT_MAX_BODY_BYTES, per_path: Mapping[str, int] = {}
@@ -42,32 +82,6 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         limit = self.per_path.get(scope.get("path", ""), self.max_bytes)
-        for name, value in scope.get("headers", ()):
-            if name == b"content-length":
-                if not value.isdigit():
-                    return await _reply(send, 400, "Content-Length: must be a non-negative integer")
-                if int(value) > limit:
-                    return await _reply(send, 413, f"body: must be at most {limit} bytes, got {int(value)}")
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                return await _reply(send, 413, f"body: must be at most {limit} bytes, got more")
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        body = await read_body(scope, receive, send, limit)
+        if body is not None:
+            await self.app(scope, replaying(body, receive), send)
