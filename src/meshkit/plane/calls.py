@@ -111,6 +111,9 @@ def outgoing_headers(
 ) -> dict[str, str]:
     """The headers to forward: the body's, filtered; plus the HTTP request's trace context when the
     body carries none, so a caller's trace continues either way (the attempt layer rewrites them)."""
+    if not body_headers:  # the usual /call: nothing to validate, the trace context from the request
+        found = ((name, request_headers.get(name)) for name in TRACE_HEADERS)
+        return {name: value for name, value in found if value is not None and len(value) <= 512}
     kept: CIMultiDict[str] = forwardable_headers(body_headers, mesh_token=caller_token)
     if not any(name in kept for name in TRACE_HEADERS):
         for name in TRACE_HEADERS:
