@@ -246,9 +246,15 @@ class ControlPlane:
             await self.mesh.heartbeat(service_id)
         except KeyError:  # UnknownInstance: it expired meanwhile
             raise NotFound(f"service_id: no instance {service_id!r} is registered") from None
-        if self.checks is not None and existing.check is not None and existing.check.kind == "ttl":
+        checks = self.checks  # when it checks here, mesh.heartbeat has already reported the pass
+        if (
+            checks is not None
+            and not checks.active
+            and existing.check is not None
+            and existing.check.kind == "ttl"
+        ):
             with contextlib.suppress(KeyError, ValueError):
-                await self.checks.report_ttl(service_id, "pass", "heartbeat")
+                await checks.report_ttl(service_id, "pass", "heartbeat")  # to the elected plane
         return {"status": "ok", "service_id": service_id}
 
     async def discover(self, service_name: str, use_cache: bool = True) -> dict[str, Any]:
