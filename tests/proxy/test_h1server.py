@@ -11,10 +11,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
+from multidict import CIMultiDict
 
 from meshkit.proxy import SidecarProxy
+from meshkit.proxy.h1server import encode_response
 from meshkit.registry.embedded import EmbeddedRegistry
-from meshkit.types import ServiceInstance, ServiceState
+from meshkit.types import Response, ServiceInstance, ServiceState
 from tests.conftest import StartUpstream
 from tests.support.servers import Upstream
 
@@ -167,3 +169,38 @@ async def test_a_caller_leaving_mid_call_does_not_break_the_server(
         assert "/still" in up.paths
     finally:
         writer2.close()
+
+
+async def test_header_bytes_that_are_not_utf8_reach_the_instance_unchanged(upstreams: StartUpstream) -> None:
+    async def echo_raw(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=dict(request.raw_headers).get(b"X-Raw", b"-"))
+
+    up = await upstreams("raw", echo_raw)
+    registry = EmbeddedRegistry()
+    await registry.start()
+    await registry.register(ServiceInstance("raw-1", "raw", "127.0.0.1", up.port, state=ServiceState.HEALTHY))
+    async with SidecarProxy("127.0.0.1:0", registry, engine="h1") as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        try:
+            client = RawClient(reader, writer)
+            await client.send(b"GET /raw/x HTTP/1.1\r\nHost: a\r\nX-Raw: caf\xe9 \xff\r\n\r\n")
+            assert (await client.response())[2] == b"caf\xe9 \xff"
+        finally:
+            writer.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "head_only", "keep_alive", "expected"),
+    [
+        (Response(200, CIMultiDict([("A", "1"), ("A", "2")]), b"body"), False, True,
+         b"HTTP/1.1 200 OK\r\nA: 1\r\nA: 2\r\nContent-Length: 4\r\n\r\nbody"),
+        (Response(299, CIMultiDict(), b"x"), False, False,
+         b"HTTP/1.1 299 Unknown\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx"),
+        (Response(204, CIMultiDict({"X-Raw": "caf\udce9"}), b""), False, True,
+         b"HTTP/1.1 204 No Content\r\nX-Raw: caf\xe9\r\n\r\n"),
+        (Response(404, CIMultiDict({"N": 7}), b"gone"), True, True,  # type: ignore[dict-item]
+         b"HTTP/1.1 404 Not Found\r\nN: 7\r\nContent-Length: 4\r\n\r\n"),
+    ],
+)  # fmt: skip
+def test_encode_response(answer: Response, head_only: bool, keep_alive: bool, expected: bytes) -> None:
+    assert encode_response(answer, head_only, keep_alive) == expected

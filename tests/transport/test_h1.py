@@ -252,6 +252,17 @@ async def test_http10_body_read_until_close() -> None:
     assert len(server.conns) == 2
 
 
+async def test_header_bytes_that_are_not_utf8_come_back_as_surrogate_escapes() -> None:
+    reply = b"HTTP/1.1 200 OK\r\nX-Raw: caf\xe9\r\nX-Utf8: caf\xc3\xa9\r\nContent-Length: 2\r\n\r\nok"
+    async with scripted(answer_each(reply)) as server:
+        transport = H1Transport()
+        try:
+            resp = await transport(Request(instance=inst(server.port)))
+        finally:
+            await transport.aclose()
+    assert (resp.headers["X-Raw"], resp.headers["X-Utf8"], resp.body) == ("caf\udce9", "café", b"ok")
+
+
 async def test_interim_1xx_answers_are_skipped() -> None:
     reply = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" + OK
     async with scripted(answer_each(reply, OK)) as server:
@@ -478,6 +489,7 @@ MALFORMED = {
     "two content-lengths": b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
     "NUL in a header": b"HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 0\r\n\r\n",
     "truncated body": b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+    "truncated body, lower-case name": b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort",
     "truncated chunk": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel",
     "truncated head": b"HTTP/1.1 200 OK\r\nContent-Le",
     "unrequested upgrade": b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: upgrade\r\n\r\n",

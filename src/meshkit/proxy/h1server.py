@@ -30,6 +30,7 @@ from meshkit.plane.ssrf import UnsafePath
 from meshkit.proxy.forward import error_reply, forward
 from meshkit.proxy.framing import UnsafeFraming, check_header_framing
 from meshkit.proxy.routing import BadRoute, split_target
+from meshkit.transport.h1.head import field_lines
 from meshkit.types import Response
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 MAX_TARGET = 8190  # aiohttp's max_line_size
 MAX_FIELD = 16384  # one header line, as the aiohttp engine's max_field_size
 MAX_HEADERS = 100
-_REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n" for s in HTTPStatus}
 _NO_BODY = frozenset({204, 304})
 
 
@@ -59,16 +60,17 @@ class _Pending:
 
 def encode_response(answer: Response, head_only: bool, keep_alive: bool) -> bytes:
     status = answer.status
-    lines = [f"{k}: {v}\r\n" for k, v in answer.headers.items()]
+    body = answer.body
+    head = _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n"
+    head += field_lines(answer.headers.items())
     if status >= 200 and status not in _NO_BODY:
-        lines.append(f"Content-Length: {len(answer.body)}\r\n")
+        head += f"Content-Length: {len(body)}\r\n"
     if not keep_alive:
-        lines.append("Connection: close\r\n")
-    head = b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b"Unknown"))
-    head += "".join(lines).encode("utf-8", "surrogateescape") + b"\r\n"
+        head += "Connection: close\r\n"
+    data = (head + "\r\n").encode("utf-8", "surrogateescape")
     if head_only or status in _NO_BODY or status < 200:
-        return head
-    return head + answer.body
+        return data
+    return data + body
 
 
 class H1ProxyConnection(asyncio.Protocol):
@@ -143,18 +145,16 @@ class H1ProxyConnection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         size = len(name) + len(value)
-        self.header_bytes += size
-        if (
-            size > MAX_FIELD
-            or self.header_bytes > self.server.max_header_bytes
-            or len(self.fields) >= MAX_HEADERS
-        ):
+        total = self.header_bytes = self.header_bytes + size
+        fields = self.fields
+        if size > MAX_FIELD or total > self.server.max_header_bytes or len(fields) >= MAX_HEADERS:
             detail = (f"headers: at most {MAX_HEADERS} fields, {MAX_FIELD} bytes each and "
                       f"{self.server.max_header_bytes} bytes in all")  # fmt: skip
             raise _Refusal(error_reply(431, "HeadersTooLarge", detail))
-        self.fields.append(
-            (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
-        )
+        try:  # strict UTF-8 first: the same text when it succeeds, at a fraction of the cost
+            fields.append((name.decode(), value.decode()))
+        except UnicodeDecodeError:
+            fields.append((name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:
         headers = self.headers = CIMultiDict(self.fields)

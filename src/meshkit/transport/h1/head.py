@@ -10,10 +10,13 @@ CR, LF or NUL anywhere in the head would split it into lines the caller did not 
 
 from __future__ import annotations
 
-from multidict import CIMultiDict
+from collections.abc import Collection
+
+from multidict import CIMultiDict, istr
 
 BODY_EXPECTED = frozenset({"POST", "PUT", "PATCH"})
-_FRAMING = ("Host", "Content-Length", "Transfer-Encoding")
+_HOST, _CONTENT_LENGTH, _TRANSFER_ENCODING = istr("Host"), istr("Content-Length"), istr("Transfer-Encoding")
+_FRAMING = frozenset({"host", "content-length", "transfer-encoding"})
 _INLINE_BODY = 16384  # bodies up to this size go out in the same write as the head
 
 
@@ -21,31 +24,31 @@ class UnsafeRequest(ValueError):
     """The request cannot be written as given (CR, LF, NUL or a space where they split the head)."""
 
 
-def _fields(headers: CIMultiDict[str], host: str) -> tuple[str, int]:
-    """The field lines and how many there are, with Host first and the caller's framing dropped."""
-    if any(name in headers for name in _FRAMING):
-        host = headers.get("Host", host)
-        kept = [
-            (k, v)
-            for k, v in headers.items()
-            if k.lower() not in ("host", "content-length", "transfer-encoding")
-        ]
-        text = "".join([f"{k}: {v}\r\n" for k, v in kept])
-        return f"Host: {host}\r\n{text}", len(kept) + 1
-    return f"Host: {host}\r\n" + "".join([f"{k}: {v}\r\n" for k, v in headers.items()]), len(headers) + 1
+def field_lines(items: Collection[tuple[str, object]]) -> str:
+    """`Name: value` CRLF for each pair, joined in C (a value that is no string is written as str())."""
+    if not items:
+        return ""
+    try:
+        return "\r\n".join(map(": ".join, items)) + "\r\n"  # type: ignore[arg-type]
+    except TypeError:
+        return "".join([f"{k}: {v}\r\n" for k, v in items])
 
 
 def encode_request(method: str, path: str, host: str, headers: CIMultiDict[str], body: bytes | None) -> bytes:
     """The request's bytes, head and (when small) body; raises UnsafeRequest for injected line breaks."""
-    fields, lines = _fields(headers, host)
+    items: Collection[tuple[str, str]] = headers.items()
+    if _HOST in headers or _CONTENT_LENGTH in headers or _TRANSFER_ENCODING in headers:
+        host = headers.get(_HOST, host)
+        items = [(k, v) for k, v in items if k.lower() not in _FRAMING]
+    lines = len(items) + 3  # the request line, Host, the fields and the empty line
+    head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\n{field_lines(items)}"
     if body is not None:
-        fields += f"Content-Length: {len(body)}\r\n"
+        head += f"Content-Length: {len(body)}\r\n"
         lines += 1
     elif method in BODY_EXPECTED:
-        fields += "Content-Length: 0\r\n"
+        head += "Content-Length: 0\r\n"
         lines += 1
-    head = f"{method} {path} HTTP/1.1\r\n{fields}\r\n"
-    lines += 2  # the request line and the empty line
+    head += "\r\n"
     if head.count("\n") != lines or head.count("\r") != lines or "\x00" in head or " " in path:
         raise UnsafeRequest(f"headers: CR, LF or NUL in a field, or a space in the path {path[:80]!r}")
     data = head.encode("utf-8", "surrogateescape")
