@@ -479,3 +479,32 @@ def test_control_plane_token_and_internal_headers_are_never_forwarded() -> None:
 def test_too_many_headers_are_refused() -> None:
     with pytest.raises(UnsafeHeader, match=r"^headers: at most"):
         forwardable_headers({f"X-{i}": "v" for i in range(101)})
+
+
+async def test_guard_layer_remembers_only_addresses_that_passed() -> None:
+    from meshkit.plane.ssrf import layer as guard_module
+    from meshkit.transport.mock import MockTransport
+    from meshkit.types import Response
+
+    sent: list[str] = []
+    transport = MockTransport(lambda r: sent.append(r.instance.address) or Response(200))  # type: ignore[union-attr]
+    guard = SsrfGuardLayer(transport)
+    bad = ServiceInstance("m-1", "m", "169.254.169.254", 80)
+    good = ServiceInstance("g-1", "g", "127.0.0.1", 80)
+    for _ in range(3):  # refused every time: a refusal is never remembered as safe
+        with pytest.raises(UnsafeAddress):
+            await guard(Request("GET", "/", service="m", instance=bad))
+    for _ in range(3):
+        assert (await guard(Request("GET", "/", service="g", instance=good))).status == 200
+    assert sent == ["127.0.0.1"] * 3
+    for n in range(guard_module.MAX_REMEMBERED + 1):  # a full set starts again, still correct
+        await guard(
+            Request(
+                "GET",
+                "/",
+                service="g",
+                instance=ServiceInstance(f"g-{n}", "g", f"10.0.{n // 250}.{n % 250 + 1}", 80),
+            )
+        )
+    with pytest.raises(UnsafeAddress):
+        await guard(Request("GET", "/", service="m", instance=bad))
