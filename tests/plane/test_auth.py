@@ -10,6 +10,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from meshkit.plane.auth import (
     Forbidden,
@@ -174,6 +176,16 @@ def test_duplicate_token_name_is_refused() -> None:
 )
 def test_parse_bearer(header: str | None, expected: str | None) -> None:
     assert parse_bearer(header) == expected
+
+
+@given(st.text(max_size=40))
+def test_parse_bearer_refuses_any_whitespace_inside_the_token(token: str) -> None:
+    parsed = parse_bearer(f"Bearer {token}")
+    inner = token.strip()
+    if inner and not any(c.isspace() for c in inner):
+        assert parsed == inner
+    else:
+        assert parsed is None
 
 
 def test_require_raises_unauthenticated_without_a_valid_token(tmp_path: Path) -> None:

@@ -74,7 +74,7 @@ def parse_bearer(authorization: str | None) -> str | None:
         return None
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or any(c.isspace() for c in token):
+    if scheme.lower() != "bearer" or not token or len(token.split()) != 1:  # no whitespace inside
         return None
     return token
 
