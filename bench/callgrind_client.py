@@ -10,6 +10,13 @@ aiohttp when the client's CPU is the bottleneck (the issue's target is >= 0.85).
 
     .venv/bin/python bench/callgrind_client.py              # both contenders, 400 and 1200 requests
     .venv/bin/python bench/callgrind_client.py --only mesh --port 8080   # an nginx already running
+    .venv/bin/python bench/callgrind_client.py --tracing 1.0 0.0 --transport h1   # tracing's cost
+
+`--tracing RATIO...` measures the meshkit client with tracing off and with a `Tracer` at
+each sampling ratio (its spans exported as bench_tracing.py does: the tracer's batch
+processor to an in-memory exporter keeping the last 10,000), on `--transport`
+(aiohttp, meshkit's default, or h1); every thread of the process is counted, so the
+export thread's work is in the figure.
 
 `--worker MODE N PORT` is the process callgrind runs (not meant to be called by hand).
 """
@@ -61,11 +68,11 @@ async def _work(mode: str, n: int, port: int) -> None:
                 raise RuntimeError(f"meshkit transport: status {resp.status}")
 
         close = transport.aclose
-    else:
+    else:  # "mesh", or "mesh:<transport>:<ratio or off>" (--tracing)
         from meshkit import Request
         from meshkit.client import MeshClient
 
-        client = MeshClient.static({"bench": [("127.0.0.1", port)]})
+        client = MeshClient.static({"bench": [("127.0.0.1", port)]}, **_mesh_options(mode))
 
         async def call() -> None:
             resp = await client.call(Request("GET", "/", service="bench"))
@@ -81,6 +88,20 @@ async def _work(mode: str, n: int, port: int) -> None:
     await worker(WARMUP)
     await asyncio.gather(*(worker(n // WORKERS) for _ in range(WORKERS)))
     await close()
+
+
+def _mesh_options(mode: str) -> dict[str, object]:
+    if mode == "mesh":
+        return {}
+    from _tracing_contenders import CountingMemoryExporter
+    from meshkit.observe.tracing import Tracer
+    from meshkit.transport.h1 import H1Transport
+
+    _, transport, ratio = mode.split(":")
+    options: dict[str, object] = {"transport": H1Transport() if transport == "h1" else None}
+    if ratio != "off":
+        options["tracer"] = Tracer("bench", sample_ratio=float(ratio), exporters=[CountingMemoryExporter()])
+    return options
 
 
 def count(mode: str, n: int, port: int) -> int:
@@ -120,6 +141,14 @@ def main() -> None:
     parser.add_argument("--large", type=int, default=1200, help="requests in the second run (default 1200)")
     parser.add_argument("--port", type=int, help="use an nginx already listening on this port")
     parser.add_argument("--only", choices=(*CONTENDERS, "transport"), help="measure one contender")
+    parser.add_argument(
+        "--tracing",
+        type=float,
+        nargs="+",
+        metavar="RATIO",
+        help="the client with tracing off and at RATIO...",
+    )
+    parser.add_argument("--transport", choices=("aiohttp", "h1"), default="aiohttp", help="with --tracing")
     args = parser.parse_args()
     if args.worker:
         mode, n, port = args.worker
@@ -131,7 +160,11 @@ def main() -> None:
             raise SystemExit(f"{name}: must be a positive multiple of {WORKERS}, got {value}")
     if args.large <= args.small:
         raise SystemExit(f"large: must be more than small ({args.small}), got {args.large}")
-    modes = (args.only,) if args.only else CONTENDERS
+    modes: tuple[str, ...] = (args.only,) if args.only else CONTENDERS
+    if args.tracing:
+        if any(not 0.0 <= r <= 1.0 for r in args.tracing):
+            raise SystemExit(f"tracing: each ratio must be in [0, 1], got {args.tracing}")
+        modes = tuple(f"mesh:{args.transport}:{r}" for r in ("off", *args.tracing))
     if args.port is not None:
         results = {m: per_request(m, args.small, args.large, args.port) for m in modes}
     else:
@@ -141,7 +174,12 @@ def main() -> None:
             results = {m: per_request(m, args.small, args.large, nginx.ports[0]) for m in modes}
     for mode, value in results.items():
         print(f"{mode:>5}: {value:>10,.0f} instructions/request")
-    if len(results) == 2:
+    if args.tracing:
+        off = results[modes[0]]
+        for mode in modes[1:]:
+            extra = results[mode] - off
+            print(f"{mode}: tracing adds {extra:,.0f} instructions/request, off/on {off / results[mode]:.3f}")
+    elif len(results) == 2:
         raw, mesh = results["raw"], results["mesh"]
         print(f"ratio raw/meshkit: {raw / mesh:.3f}  (meshkit adds {mesh - raw:,.0f} instructions/request)")
 
