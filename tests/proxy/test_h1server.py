@@ -204,3 +204,22 @@ async def test_header_bytes_that_are_not_utf8_reach_the_instance_unchanged(upstr
 )  # fmt: skip
 def test_encode_response(answer: Response, head_only: bool, keep_alive: bool, expected: bytes) -> None:
     assert encode_response(answer, head_only, keep_alive) == expected
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE", "OPTIONS", "PURGE"])
+async def test_the_method_reaches_the_instance_as_sent(upstreams: StartUpstream, method: str) -> None:
+    async def echo_method(request: web.Request) -> web.StreamResponse:
+        return web.Response(text=request.method)
+
+    up = await upstreams("m", echo_method)
+    registry = EmbeddedRegistry()
+    await registry.start()
+    await registry.register(ServiceInstance("m-1", "m", "127.0.0.1", up.port, state=ServiceState.HEALTHY))
+    async with SidecarProxy("127.0.0.1:0", registry, engine="h1") as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        try:
+            client = RawClient(reader, writer)
+            await client.send(f"{method} /m/x HTTP/1.1\r\nHost: a\r\n\r\n".encode())
+            assert (await client.response())[:3:2] == (200, method.encode())
+        finally:
+            writer.close()

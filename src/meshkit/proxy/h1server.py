@@ -23,7 +23,7 @@ from http import HTTPStatus
 from typing import cast
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
-from multidict import CIMultiDict
+from multidict import CIMultiDict, istr
 
 from meshkit.client import MeshClient
 from meshkit.plane.ssrf import UnsafePath
@@ -40,6 +40,9 @@ MAX_FIELD = 16384  # one header line, as the aiohttp engine's max_field_size
 MAX_HEADERS = 100
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n" for s in HTTPStatus}
 _NO_BODY = frozenset({204, 304})
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
+_CONTENT_LENGTH, _TRANSFER_ENCODING = istr("Content-Length"), istr("Transfer-Encoding")
+_EXPECT = istr("Expect")
 
 
 class _Refusal(Exception):
@@ -88,17 +91,8 @@ class H1ProxyConnection(asyncio.Protocol):
         self.closing = False
         self.last_active = self.loop.time()
         self._idle_timer: asyncio.TimerHandle | None = None
-        self._begin()
-
-    def _begin(self) -> None:
-        self.url = b""
-        self.fields: list[tuple[str, str]] = []
-        self.header_bytes = 0
-        self.chunks: list[bytes] = []
-        self.size = 0
-        self.route: tuple[str, str] | None = None
-        self.refusal: Response | None = None
-        self.headers: CIMultiDict[str] = CIMultiDict()
+        self.headers: CIMultiDict[str] = CIMultiDict()  # each request's, from on_headers_complete
+        self.on_message_begin()
 
     # -- asyncio.Protocol ----------------------------------------------------------------
 
@@ -136,7 +130,13 @@ class H1ProxyConnection(asyncio.Protocol):
     # -- httptools callbacks -------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._begin()
+        self.url = b""
+        self.fields: list[tuple[str, str]] = []
+        self.header_bytes = 0
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.route: tuple[str, str] | None = None
+        self.refusal: Response | None = None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -158,20 +158,24 @@ class H1ProxyConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         headers = self.headers = CIMultiDict(self.fields)
+        if _TRANSFER_ENCODING in headers or _CONTENT_LENGTH in headers:  # a body: is its length clear?
+            try:
+                check_header_framing(headers, self.parser.get_http_version() != "1.0")
+            except UnsafeFraming as exc:
+                raise _Refusal(error_reply(400, "UnsafeFraming", str(exc))) from None
+            length = headers.get(_CONTENT_LENGTH)
+            if length is not None and int(length) > self.server.max_body:
+                raise _Refusal(self.server.too_large())
+        url = self.url
+        target = url.decode() if url.isascii() else url.decode("utf-8", "surrogateescape")
         try:
-            check_header_framing(headers, self.parser.get_http_version() != "1.0")
-        except UnsafeFraming as exc:
-            raise _Refusal(error_reply(400, "UnsafeFraming", str(exc))) from None
-        length = headers.get("Content-Length")
-        if length is not None and int(length) > self.server.max_body:
-            raise _Refusal(self.server.too_large())
-        try:
-            self.route = split_target(self.url.decode("utf-8", "surrogateescape"))
+            self.route = split_target(target)
         except (BadRoute, UnsafePath) as exc:
             self.refusal = error_reply(400, type(exc).__name__, str(exc))
-        expect = headers.get("Expect")
-        if expect is not None and expect.lower() == "100-continue" and self.transport is not None:
-            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        if _EXPECT in headers:
+            expect = headers[_EXPECT]
+            if expect.lower() == "100-continue" and self.transport is not None:
+                self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
         self.size += len(body)
@@ -182,7 +186,8 @@ class H1ProxyConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         body = b"".join(self.chunks) if self.chunks else None
         service, path = self.route or ("", "")
-        method = self.parser.get_method().decode("ascii", "replace")
+        raw_method = self.parser.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("ascii", "replace")
         keep_alive = self.parser.should_keep_alive()
         pending = _Pending(method, service, path, self.headers, body, keep_alive, self.refusal)
         if self.task is None:
@@ -196,14 +201,20 @@ class H1ProxyConnection(asyncio.Protocol):
     # -- answering -----------------------------------------------------------------------
 
     async def _run(self, pending: _Pending | None) -> None:
+        server = self.server
         while pending is not None:
-            answer = await self._answer(pending)
+            answer = pending.refusal
+            if answer is None:
+                try:
+                    answer = await forward(server.client, pending.method, pending.service, pending.path,
+                                           pending.headers, pending.body, self.remote)  # fmt: skip
+                except Exception:
+                    log.exception("h1 proxy: forwarding %s %s failed", pending.method, pending.path)
+                    answer = error_reply(500, "InternalError", "the proxy failed forwarding the request")
             transport = self.transport
             if transport is None or transport.is_closing():
                 break
-            keep_alive = (
-                pending.keep_alive and not self.server.stopping and not (self.closing and not self.queue)
-            )
+            keep_alive = pending.keep_alive and not server.stopping and not (self.closing and not self.queue)
             transport.write(encode_response(answer, pending.method == "HEAD", keep_alive))
             if not keep_alive:
                 self.closing = True
@@ -215,17 +226,6 @@ class H1ProxyConnection(asyncio.Protocol):
         if not self.reading and self.transport is not None and not self.closing:
             self.reading = True
             self.transport.resume_reading()
-
-    async def _answer(self, pending: _Pending) -> Response:
-        if pending.refusal is not None:
-            return pending.refusal
-        try:
-            server = self.server
-            return await forward(server.client, pending.method, pending.service, pending.path,
-                                 pending.headers, pending.body, self.remote)  # fmt: skip
-        except Exception:
-            log.exception("h1 proxy: forwarding %s %s failed", pending.method, pending.path)
-            return error_reply(500, "InternalError", "the proxy failed forwarding the request")
 
     def _refuse(self, reply: Response) -> None:
         """Answer `reply` once the requests before it are answered, then close."""
