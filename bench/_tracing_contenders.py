@@ -5,7 +5,7 @@ Every contender is `MeshClient.static(...)` over one nginx instance and one tran
 
 - "off": no tracer, the baseline of its transport;
 - "100%", "10%", "0%": `tracer=Tracer("bench", sample_ratio=r, exporters=[exporter])`, the
-  exporter behind the SDK's `BatchSpanProcessor` (its defaults: queue 2048, batches of 512,
+  exporter behind meshkit's `BatchingSpanProcessor` (its defaults: queue 2048, batches of 512,
   export on the processor's own thread, off the request path, as in production). The
   exporter is the SDK's `InMemorySpanExporter` bounded to the last 10,000 spans (older ones
   dropped, so memory stays bounded), counting every span it receives. At 0% nothing is

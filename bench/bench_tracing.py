@@ -7,8 +7,8 @@ nginx (one worker, 127.0.0.1, a 1 KB body from memory), in one process on one ev
 `H1Transport`); see `_tracing_contenders.py`:
 
 - off: no tracer, the baseline for its transport;
-- 100% / 10%: `Tracer("bench", sample_ratio=r)` whose spans go through the SDK's
-  `BatchSpanProcessor` (export on its own thread) to an `InMemorySpanExporter` bounded to
+- 100% / 10%: `Tracer("bench", sample_ratio=r)` whose spans go through the tracer's
+  `BatchingSpanProcessor` (export on its own thread) to an `InMemorySpanExporter` bounded to
   the last 10,000 spans, counting what it receives;
 - 0%: nothing sampled, so no span is exported: ids are made and trace headers injected
   (propagation only);
@@ -116,7 +116,7 @@ async def run_all(args: argparse.Namespace, nginx: LocalNginx, loop_name: str) -
         "body_bytes": len(nginx.body),
         "rounds": args.rounds,
         "seconds": args.seconds,
-        "exporter": "BatchSpanProcessor (SDK defaults) -> InMemorySpanExporter(max_spans=10000)",
+        "exporter": "BatchingSpanProcessor (defaults) -> InMemorySpanExporter(max_spans=10000)",
     }
     return {"meta": meta, "levels": levels, "targets": targets(levels, args.transports)}
 

@@ -265,6 +265,22 @@ def test_data_path_headers_equal_the_generic_injection() -> None:
     assert sorted(fast.items()) == sorted(generic.items())
 
 
+@pytest.mark.parametrize("inject", [DEFAULT_INJECT, ("seed", "tracecontext"), FORMATS])
+@pytest.mark.parametrize("sampled", [True, False])
+@pytest.mark.parametrize("state", [None, TraceState([("vendor", "x")])])
+def test_data_path_headers_equal_the_generic_injection_for_every_choice(
+    inject: tuple[str, ...], sampled: bool, state: TraceState | None
+) -> None:
+    propagator = MeshPropagator(inject=inject, baggage=False)
+    generic: CIMultiDict[str] = CIMultiDict()
+    propagator.inject(generic, context_with(sampled, state))
+    fast = propagator.with_trace_headers(CIMultiDict(), TID, SID, int(sampled), None, state)
+    assert sorted(fast.items()) == sorted(generic.items())
+    child = propagator.with_trace_headers(CIMultiDict(), TID, SID, int(sampled), "4" * 16, state)
+    assert child["X-Parent-Span-Id"] == "4" * 16 if "seed" in inject else "X-Parent-Span-Id" not in child
+    assert "x-trace-id" in child if "seed" in inject else "traceparent" in child  # case-insensitive keys
+
+
 def test_data_path_copies_and_rewrites_any_format_the_caller_sent() -> None:
     stale = "1" * 32
     original: CIMultiDict[str] = CIMultiDict(

@@ -9,7 +9,14 @@ import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    SpanContext,
+    SpanKind,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
 
 from meshkit.observe.propagation import span_hex, trace_hex
 from meshkit.observe.spans import SAMPLED, ClientSpan, SpanSink
@@ -57,6 +64,7 @@ def test_an_ended_span_is_the_readable_span_the_processors_get() -> None:
     assert collect.ended == [attempt, call]
     assert isinstance(attempt, ReadableSpan) and attempt.kind is SpanKind.CLIENT
     assert attempt.parent == call.context and call.parent is None
+    assert s.start("call users", INVALID_SPAN_CONTEXT).parent is None  # an invalid parent starts a root
     assert dict(attempt.attributes or {}) == {"meshkit.attempt": 0, "http.response.status_code": 503}
     with pytest.raises(TypeError):
         attempt.attributes["x"] = 1  # type: ignore[index]  # the SDK's read-only view

@@ -5,8 +5,8 @@ The embedded trace store serves a small mesh; a deployment that outgrows it poin
 
     Tracer("orders", processors=[otlp_exporter("http://tempo:4318")])
 
-Spans are sent as OTLP/HTTP protobuf (the OpenTelemetry exporter) from a
-`BatchSpanProcessor`, so export runs on a background thread in batches and never on
+Spans are sent as OTLP/HTTP protobuf (the OpenTelemetry exporter) from meshkit's
+`BatchingSpanProcessor`, so export runs on a background thread in batches and never on
 the data path. A base URL with no path gets the standard `/v1/traces` appended.
 """
 
@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from meshkit.observe.batch import BatchingSpanProcessor
 
 TRACES_PATH = "/v1/traces"
 
@@ -38,7 +39,7 @@ def otlp_exporter(
     timeout: float = 10.0,
     max_queue_size: int = 2048,
     schedule_delay_millis: float = 5000,
-) -> BatchSpanProcessor:
+) -> BatchingSpanProcessor:
     """A span processor that batches spans and posts them to `endpoint` as OTLP/HTTP protobuf."""
     url = otlp_endpoint(endpoint)
     if headers is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
@@ -46,6 +47,6 @@ def otlp_exporter(
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
         raise ValueError(f"timeout: must be a number of seconds > 0, got {timeout!r}")
     exporter = OTLPSpanExporter(endpoint=url, headers=dict(headers or {}), timeout=timeout)
-    return BatchSpanProcessor(
+    return BatchingSpanProcessor(
         exporter, max_queue_size=max_queue_size, schedule_delay_millis=schedule_delay_millis
     )

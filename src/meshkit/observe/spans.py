@@ -20,12 +20,12 @@ from __future__ import annotations
 import random
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, SynchronousMultiSpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
     DEFAULT_TRACE_STATE,
@@ -37,10 +37,11 @@ from opentelemetry.trace import (
     TraceState,
 )
 
-from meshkit.observe.propagation import span_hex, trace_hex
+from meshkit.observe.propagation import span_hex
 
 SAMPLED = 0x01
 RANDOM_TRACE_ID = 0x02  # W3C level 2: the trace id's right 56 bits are random
+_KEPT_FLAGS = SAMPLED | RANDOM_TRACE_ID  # the parent's flags a child keeps
 _UNSET = Status(StatusCode.UNSET)
 _ERROR = Status(StatusCode.ERROR)
 _LOW_64 = (1 << 64) - 1
@@ -49,6 +50,24 @@ _NO_ATTRIBUTES: Mapping[str, Any] = MappingProxyType({})
 _NO_STATE = DEFAULT_TRACE_STATE
 _getrandbits = random.getrandbits
 _time_ns = time.time_ns
+_new_span = object.__new__
+
+
+class SpanPipeline(SynchronousMultiSpanProcessor):
+    """The provider's processors, which its sinks call directly when there is only one (a call saved)."""
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.sinks: list[SpanSink] = []
+
+    def add_span_processor(self, span_processor: SpanProcessor) -> None:
+        super().add_span_processor(span_processor)
+        for sink in self.sinks:
+            sink.on_end = self.dispatch()
+
+    def dispatch(self) -> Callable[[ReadableSpan], None]:
+        processors = self._span_processors
+        return processors[0].on_end if len(processors) == 1 else self.on_end
 
 
 class SpanSink:
@@ -60,40 +79,62 @@ class SpanSink:
         self, processor: SpanProcessor, resource: Resource, scope: InstrumentationScope, ratio: float
     ):
         self.processor = processor
-        self.on_end = processor.on_end
+        self.on_end: Callable[[ReadableSpan], None] = processor.on_end
+        if isinstance(processor, SpanPipeline):
+            processor.sinks.append(self)
+            self.on_end = processor.dispatch()
         self.resource = resource
         self.scope = scope
         self.bound = round(ratio * (_LOW_64 + 1))  # as TraceIdRatioBased.get_bound_for_rate
 
     def start(self, name: str, parent: SpanContext | ClientSpan | None) -> ClientSpan:
+        """A new span, child of `parent` (a root when it is None or invalid), started now."""
+        span = _new_span(ClientSpan)  # its fields set here: one call per span, not two
         if parent is None or not parent.is_valid:
-            trace_id = _getrandbits(128) or 1
-            flags = RANDOM_TRACE_ID | (SAMPLED if trace_id & _LOW_64 < self.bound else 0)
-            return ClientSpan(self, name, trace_id, trace_hex(trace_id), flags, None, None)
-        flags = parent.trace_flags & (SAMPLED | RANDOM_TRACE_ID)
-        hex_id = parent.trace_hex if isinstance(parent, ClientSpan) else trace_hex(parent.trace_id)
-        return ClientSpan(self, name, parent.trace_id, hex_id, flags, parent.trace_state, parent)
+            span.trace_id = trace_id = _getrandbits(128) or 1
+            span.trace_hex = trace_id.to_bytes(16, "big").hex()
+            span.trace_flags = RANDOM_TRACE_ID | (SAMPLED if trace_id & _LOW_64 < self.bound else 0)
+            span.trace_state = None
+            parent = None  # an invalid one is no parent
+        elif parent.__class__ is ClientSpan:
+            span.trace_id = parent.trace_id
+            span.trace_hex = parent.trace_hex  # type: ignore[union-attr]
+            span.trace_flags = parent.trace_flags & _KEPT_FLAGS
+            span.trace_state = parent.trace_state
+        else:
+            span.trace_id = parent.trace_id
+            span.trace_hex = parent.trace_id.to_bytes(16, "big").hex()
+            span.trace_flags = parent.trace_flags & _KEPT_FLAGS
+            span.trace_state = parent.trace_state
+        span._parent_span = parent
+        span.span_id = span_id = _getrandbits(64) or 1
+        span.span_hex = span_id.to_bytes(8, "big").hex()  # every span's goes out, as its own or a parent's
+        span._sink = self
+        span._name = name
+        span._built_context = None
+        span._start_time = _time_ns() if span.trace_flags & SAMPLED else 0  # an unsampled span has no times
+        span._end_time = None
+        span._attributes = _NO_ATTRIBUTES  # a dict of its own from the first one set
+        return span
 
 
 class ClientSpan(ReadableSpan):
     """One CLIENT span written by one layer; on `end()`, when its trace is sampled, it is exported as is.
 
-    Write attributes with `set_attribute` / `set_attributes` (`attributes` is the SDK's
-    read-only view). The underscored fields are the ones `ReadableSpan` reads.
+    Made by `SpanSink.start` (the base `__init__` is never called: the sink sets every field
+    it would). Write attributes with `set_attribute` / `set_attributes` (`attributes` is the
+    SDK's read-only view). The underscored fields are the ones `ReadableSpan` reads.
     """
 
     __slots__ = (
         "_attributes",
-        "_context",
+        "_built_context",
         "_end_time",
-        "_instrumentation_scope",
         "_name",
-        "_parent",
         "_parent_span",
-        "_resource",
         "_sink",
-        "_span_hex",
         "_start_time",
+        "span_hex",
         "span_id",
         "trace_flags",
         "trace_hex",
@@ -107,44 +148,30 @@ class ClientSpan(ReadableSpan):
     _links = ()
     _events: Sequence[Event] = ()  # a list of its own once an exception is recorded
     _status = _UNSET
+    _attributes: Mapping[str, Any]
+    _built_context: SpanContext | None
+    _end_time: int | None
+    _parent_span: SpanContext | ClientSpan | None
+    _sink: SpanSink
+    _start_time: int
+    span_hex: str
+    span_id: int
+    trace_flags: int
+    trace_hex: str
+    trace_id: int
+    trace_state: TraceState | None
 
-    def __init__(  # the base __init__ is not called: every field it would set is set here or above
-        self,
-        sink: SpanSink,
-        name: str,
-        trace_id: int,
-        trace_hex: str,
-        flags: int,
-        trace_state: TraceState | None,
-        parent: SpanContext | ClientSpan | None,
-    ) -> None:
-        self._sink = sink
-        self._name = name
-        self.trace_id = trace_id
-        self.trace_hex = trace_hex
-        self.span_id = _getrandbits(64) or 1
-        self._span_hex: str | None = None
-        self.trace_flags = flags
-        self.trace_state = trace_state
-        self._parent_span = parent
-        self._parent: SpanContext | None = None  # the parent's SpanContext, set on end()
-        self._context: SpanContext | None = None
-        self._resource = sink.resource
-        self._instrumentation_scope = sink.scope
-        self._start_time = _time_ns()
-        self._end_time: int | None = None
-        self._attributes: Mapping[str, Any] = _NO_ATTRIBUTES  # a dict of its own from the first one set
+    @property  # read from the sink when exported, not stored per span
+    def _resource(self) -> Resource:  # type: ignore[override]
+        return self._sink.resource
+
+    @property
+    def _instrumentation_scope(self) -> InstrumentationScope:  # type: ignore[override]
+        return self._sink.scope
 
     @property
     def sampled(self) -> bool:
         return bool(self.trace_flags & SAMPLED)
-
-    @property
-    def span_hex(self) -> str:
-        value = self._span_hex
-        if value is None:
-            value = self._span_hex = span_hex(self.span_id)
-        return value
 
     @property
     def parent_span_id(self) -> int | None:
@@ -161,15 +188,28 @@ class ClientSpan(ReadableSpan):
     @property
     def context(self) -> SpanContext:
         """The span's OpenTelemetry `SpanContext` (built once, when first asked for)."""
-        context = self._context
-        if context is None:
-            context = self._context = self._span_context()
-        return context
+        return self._built_context or self._span_context()
+
+    # ReadableSpan's fields for its context and its parent's, built when an exporter first reads
+    # them (on its thread), not per span on the data path: a span an exporter keeps without
+    # reading them (the in-memory one) holds no SpanContext objects for the GC to walk.
+    @property
+    def _context(self) -> SpanContext:  # type: ignore[override]
+        return self._built_context or self._span_context()
+
+    @property
+    def _parent(self) -> SpanContext | None:  # type: ignore[override]
+        parent = self._parent_span
+        if parent.__class__ is ClientSpan:
+            return parent._built_context or parent._span_context()  # type: ignore[union-attr]
+        return parent  # type: ignore[return-value]  # a remote SpanContext, or None
 
     def _span_context(self) -> SpanContext:
-        # SpanContext.__new__'s own tuple, built without its validation: the ids are known valid
-        # (non-zero, in range) and trace_state is never None. tests/observe/test_spans.py checks
-        # it equals SpanContext(...) field for field.
+        """Build (and keep) the span's context: SpanContext.__new__'s own tuple, without its validation.
+
+        The ids are known valid (non-zero, in range) and trace_state is never None;
+        tests/observe/test_spans.py checks it equals SpanContext(...) field for field.
+        """
         state = self.trace_state
         fields = (
             self.trace_id,
@@ -179,7 +219,8 @@ class ClientSpan(ReadableSpan):
             state or _NO_STATE,
             True,
         )
-        return tuple.__new__(SpanContext, fields)
+        context = self._built_context = tuple.__new__(SpanContext, fields)
+        return context
 
     def get_span_context(self) -> SpanContext:
         return self.context
@@ -222,9 +263,4 @@ class ClientSpan(ReadableSpan):
         if not self.trace_flags & SAMPLED:
             return
         self._end_time = _time_ns()
-        parent = self._parent_span
-        if parent is not None:
-            self._parent = parent.context if isinstance(parent, ClientSpan) else parent
-        if self._context is None:
-            self._context = self._span_context()
         self._sink.on_end(self)

@@ -20,20 +20,28 @@ at a fraction of its per-span cost); the call span reaches the attempt layer thr
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.context import Context, get_current
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
-from meshkit.observe.propagation import DEFAULT_PROPAGATOR, MeshPropagator
-from meshkit.observe.spans import SAMPLED, ClientSpan, SpanSink
+from meshkit.observe.batch import BatchingSpanProcessor
+from meshkit.observe.propagation import (
+    DEFAULT_PROPAGATOR,
+    MeshPropagator,
+    current_context,
+    span_hex,
+    trace_hex,
+)
+from meshkit.observe.spans import RANDOM_TRACE_ID, SAMPLED, ClientSpan, SpanPipeline, SpanSink
 from meshkit.service import Service
 from meshkit.types import Request, Response, validate_service_name
 
@@ -49,6 +57,8 @@ BREAKER_STATE_KEY = "breaker.state"  # read: the chosen instance's breaker state
 EJECTED_KEY = "outlier.ejected"  # read: instance ids (or a count) outlier detection has ejected
 
 _NAME_CACHE_LIMIT = 1024
+_PROPAGATED_FLAGS = SAMPLED | RANDOM_TRACE_ID  # the parent's flags a child keeps (as SpanSink.start)
+_getrandbits = random.getrandbits
 
 
 class Tracer:
@@ -72,14 +82,14 @@ class Tracer:
         self.service_name = service_name
         self.sample_ratio = float(sample_ratio)
         self.propagator = propagator
-        pipeline = SynchronousMultiSpanProcessor()  # type: ignore[no-untyped-call]
+        pipeline = SpanPipeline()
         self.provider = TracerProvider(
             resource=Resource.create({"service.name": service_name}),
             sampler=ParentBased(TraceIdRatioBased(self.sample_ratio)),
             active_span_processor=pipeline,
         )
         for exporter in exporters:  # batched: export runs on a background thread, off the data path
-            self.provider.add_span_processor(BatchSpanProcessor(exporter))
+            self.provider.add_span_processor(BatchingSpanProcessor(exporter))
         for processor in processors:
             self.provider.add_span_processor(processor)
         self.tracer: trace.Tracer = self.provider.get_tracer("meshkit")
@@ -122,56 +132,60 @@ def record_error(span: Span, exc: BaseException) -> None:
 class CallSpanLayer:
     """One CLIENT span per logical call, retries included; writes the trace id to request.context."""
 
-    __slots__ = ("_extract", "_names", "_propagator", "_sink", "inner")
+    __slots__ = ("_extract", "_names", "_propagator", "_start", "inner")
 
     def __init__(self, inner: Service, *, tracer: Tracer, extract_from_headers: bool = False) -> None:
         self.inner = inner
-        self._sink = tracer.sink
+        self._start = tracer.sink.start
         self._propagator = tracer.propagator
         self._extract = extract_from_headers  # /call and the sidecar continue a trace the caller sent
         self._names: dict[str, str] = {}
 
     async def __call__(self, request: Request) -> Response:
         parent = self._propagator.extract_span_context(request.headers) if self._extract else None
-        if parent is None:
-            parent = _current_parent()  # a server span, when there is one
-        span = self._sink.start(_name(self._names, "call ", request.service), parent)
+        if parent is None and (current := current_context()):  # a server span, when there is one
+            parent = trace.get_current_span(current).get_span_context()
+        service = request.service
+        span = self._start(self._names.get(service) or _name(self._names, "call ", service), parent)
         ctx = request.context
         ctx[TRACE_ID_KEY] = span.trace_hex
         ctx[CALL_SPAN_KEY] = span
-        sampled = span.trace_flags & SAMPLED
-        if sampled:
-            span.set_attributes(
-                {
-                    "meshkit.service": request.service,
-                    "http.request.method": request.method,
-                    "url.path": request.path,
-                }
-            )
+        if not span.trace_flags & SAMPLED:
+            return await self.inner(request)  # nothing to record: the attempts only send its ids
+        attributes: dict[str, Any] = {
+            "meshkit.service": service,
+            "http.request.method": request.method,
+            "url.path": request.path,
+        }
+        span.set_attributes(attributes)  # kept as is by the new span: the writes below go to it
         try:
             response = await self.inner(request)
-            if sampled:
-                _record_status(span, response.status)
-                span.set_attribute("meshkit.retries", _retries(request))
-            return response
         except BaseException as exc:
-            if sampled:
-                span.set_attribute("meshkit.retries", _retries(request))
-                _record_failure(span, exc)
-            raise
-        finally:
+            attributes["meshkit.retries"] = _retries(request)
+            _record_failure(span, exc)
             span.end()
+            raise
+        attempts = ctx.get(ATTEMPTS_KEY)  # as _retries(), inline
+        attributes["meshkit.retries"] = request.attempt if attempts is None else max(attempts - 1, 0)
+        status = attributes["http.response.status_code"] = response.status
+        if status >= 500:
+            _record_5xx(span, attributes, status)
+        span.end()
+        return response
 
 
 class AttemptSpanLayer:
-    """One CLIENT span per attempt, child of the call span; sends this span's trace headers."""
+    """One CLIENT span per attempt, child of the call span; sends this span's trace headers.
 
-    __slots__ = ("_names", "_propagator", "_sink", "inner")
+    An unsampled attempt makes no span: it only sends a new span id under its parent's.
+    """
+
+    __slots__ = ("_inject", "_names", "_start", "inner")
 
     def __init__(self, inner: Service, *, tracer: Tracer) -> None:
         self.inner = inner
-        self._sink = tracer.sink
-        self._propagator = tracer.propagator
+        self._start = tracer.sink.start
+        self._inject = tracer.propagator.with_trace_headers
         self._names: dict[str, str] = {}
 
     async def __call__(self, request: Request) -> Response:
@@ -179,42 +193,46 @@ class AttemptSpanLayer:
         attempt = ctx.get(ATTEMPTS_KEY, 0)
         ctx[ATTEMPTS_KEY] = attempt + 1
         parent = ctx.get(CALL_SPAN_KEY)
-        if parent is None:
-            parent = _current_parent()
-        span = self._sink.start(_name(self._names, "attempt ", request.service), parent)
-        sampled = span.trace_flags & SAMPLED
-        if sampled:
-            span.set_attributes(_attempt_attributes(request, attempt))
-        original = request.headers
-        request.headers = (
-            self._propagator.with_trace_headers(  # a copy: the caller's headers stay as they were
+        if parent is None and (current := current_context()):
+            parent = trace.get_current_span(current).get_span_context()
+        original = request.headers  # the trace headers go out on a copy: the caller's stay as they were
+        if parent is not None and parent.is_valid and not parent.trace_flags & SAMPLED:
+            request.headers = self._inject(
                 original,
-                span.trace_hex,
-                span.span_hex,
-                span.trace_flags,
-                span.parent_span_hex,
-                span.trace_state,
+                parent.trace_hex if isinstance(parent, ClientSpan) else trace_hex(parent.trace_id),
+                span_hex(_getrandbits(64) or 1),
+                parent.trace_flags & _PROPAGATED_FLAGS,
+                parent.span_hex if isinstance(parent, ClientSpan) else span_hex(parent.span_id),
+                parent.trace_state,
             )
+            try:
+                return await self.inner(request)
+            finally:
+                request.headers = original
+        service = request.service
+        span = self._start(self._names.get(service) or _name(self._names, "attempt ", service), parent)
+        sampled = span.trace_flags & SAMPLED
+        attributes = _attempt_attributes(request, attempt) if sampled else {}
+        if sampled:
+            span.set_attributes(attributes)  # kept as is by the new span: the writes below go to it
+        request.headers = self._inject(
+            original, span.trace_hex, span.span_hex, span.trace_flags, span.parent_span_hex, span.trace_state
         )
         try:
             response = await self.inner(request)
-            if sampled:
-                _record_status(span, response.status)
-            return response
         except BaseException as exc:
             if sampled:
                 _record_failure(span, exc)
+                span.end()
             raise
         finally:
             request.headers = original
+        if sampled:
+            status = attributes["http.response.status_code"] = response.status
+            if status >= 500:
+                _record_5xx(span, attributes, status)
             span.end()
-
-
-def _current_parent() -> SpanContext | None:
-    current = get_current()
-    if not current:  # an empty OpenTelemetry context (a client task outside any server span): no parent
-        return None
-    return trace.get_current_span(current).get_span_context()
+        return response
 
 
 def _name(cache: dict[str, str], prefix: str, service: str) -> str:
@@ -231,11 +249,9 @@ def _retries(request: Request) -> int:
     return request.attempt if attempts is None else max(attempts - 1, 0)
 
 
-def _record_status(span: ClientSpan, status: int) -> None:
-    span.set_attribute("http.response.status_code", status)
-    if status >= 500:
-        span.set_attribute("error.type", str(status))
-        span.set_error()
+def _record_5xx(span: ClientSpan, attributes: dict[str, Any], status: int) -> None:
+    attributes["error.type"] = str(status)
+    span.set_error()
 
 
 def _record_failure(span: ClientSpan, exc: BaseException) -> None:
