@@ -42,3 +42,17 @@ def test_error_reply_is_json_named_in_a_header() -> None:
     assert reply.headers["X-Meshkit-Error"] == "NoHealthyInstances"
     assert reply.headers["Content-Type"].startswith("application/json")
     assert orjson.loads(reply.body) == {"detail": "no healthy instance", "error": "NoHealthyInstances"}
+
+
+INTERNAL_NAMES = st.sampled_from(["X-Meshkit-Deadline-Ms", "x-MESHKIT-other", "a-x-meshkit-b", "X-Meshkit",
+                                  "X-Meshki", "X-Meshkit-", "\u0130x-meshkit-", "X-Mesh\u212ait-k", "X-A"])  # fmt: skip
+
+
+@given(st.lists(st.tuples(st.one_of(NAMES, INTERNAL_NAMES), VALUES), max_size=12))
+def test_outgoing_headers_keep_exactly_what_is_neither_hop_by_hop_nor_internal(
+    pairs: list[tuple[str, str]],
+) -> None:
+    expected = strip_hop_by_hop(CIMultiDict(pairs))
+    for name in [n for n in expected if n[:10].lower() == "x-meshkit-"]:
+        expected.popall(name, None)
+    assert list(outgoing_headers(CIMultiDict(pairs)).items()) == list(expected.items())

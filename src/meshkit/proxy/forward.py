@@ -19,11 +19,13 @@ from meshkit.client import MeshClient
 from meshkit.errors import DeadlineExceeded, MeshError, RequestTimeout
 from meshkit.plane.headers import HOP_BY_HOP, INTERNAL_PREFIX, SET_BY_TRANSPORT
 from meshkit.resilience.deadline import deadline_from_headers
+from meshkit.transport.base import DEADLINE_HEADER
 from meshkit.types import Request, Response
 
 # strip_hop_by_hop's list (meshkit.plane.headers), as istr: multidict looks them up without case-folding
 _DROPPED = tuple(istr(name) for name in sorted(HOP_BY_HOP | SET_BY_TRANSPORT))
 _CONNECTION = istr("connection")
+_DEADLINE = istr(DEADLINE_HEADER)
 
 
 def without_hop_by_hop(headers: MultiMapping[str]) -> CIMultiDict[str]:
@@ -42,9 +44,10 @@ def without_hop_by_hop(headers: MultiMapping[str]) -> CIMultiDict[str]:
 def outgoing_headers(headers: MultiMapping[str]) -> CIMultiDict[str]:
     """The caller's headers without hop-by-hop and internal (`X-Meshkit-*`) ones."""
     kept = without_hop_by_hop(headers)
-    internal = [n for n in kept if n[:10].lower() == INTERNAL_PREFIX]
-    for name in internal:
-        kept.popall(name, None)
+    if INTERNAL_PREFIX in "\n".join(kept).lower():  # one C pass; usually there are none
+        internal = [n for n in kept if n[:10].lower() == INTERNAL_PREFIX]
+        for name in internal:
+            kept.popall(name, None)
     return kept
 
 
@@ -66,9 +69,10 @@ async def forward(
     """Call `service` at `path` through `client`; the answer to send back, never an exception."""
     call = Request(method, path, outgoing_headers(headers), body, service=service)
     call.hash_key = remote
-    deadline = deadline_from_headers(headers, client.parts.clock)
-    if deadline is not None:
-        call.deadline = deadline
+    if _DEADLINE in headers:
+        deadline = deadline_from_headers(headers, client.parts.clock)
+        if deadline is not None:
+            call.deadline = deadline
     try:
         response = await client.call(call)
     except (DeadlineExceeded, RequestTimeout) as exc:
