@@ -7,8 +7,11 @@ Every contender is `MeshClient.static(...)` over one nginx instance and one tran
 - "100%", "10%", "0%": `tracer=Tracer("bench", sample_ratio=r, exporters=[exporter])`, the
   exporter behind meshkit's `BatchingSpanProcessor` (its defaults: queue 2048, batches of 512,
   export on the processor's own thread, off the request path, as in production). The
-  exporter is the SDK's `InMemorySpanExporter` bounded to the last 10,000 spans (older ones
-  dropped, so memory stays bounded), counting every span it receives. At 0% nothing is
+  exporter reads every field an OTLP exporter encodes (name, kind, context, parent, times,
+  attributes, status, events) and counts the spans, then lets them go, as an exporter that
+  has shipped a batch does; an exporter that kept the last 10,000 spans (the SDK's
+  `InMemorySpanExporter`, used before) measured ~30k instructions per call more, all of it
+  the garbage collector walking the spans it held. At 0% nothing is
   sampled: the client only makes ids and injects the trace headers (propagation only);
 - "100% OTLP": the same at 100%, exported with `otlp_exporter` (OTLP/HTTP protobuf, the
   OpenTelemetry exporter on its batch thread) to a `/v1/traces` location of the same
@@ -25,29 +28,35 @@ from collections.abc import Sequence
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExportResult
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from _nginx import LocalNginx
 from _rounds import Contender
 
 SERVICE = "bench"
-KEPT_SPANS = 10_000
 OTLP_LOCATION = '        location = /v1/traces { return 200 ""; }'
 MODES = {"off": None, "100%": 1.0, "10%": 0.1, "0%": 0.0, "100% OTLP": 1.0}
 TRANSPORTS = ("aiohttp", "h1")
 
 
-class CountingMemoryExporter(InMemorySpanExporter):
-    """The SDK's in-memory exporter, bounded to the last `KEPT_SPANS`, counting what it receives."""
+class CountingMemoryExporter(SpanExporter):
+    """Reads what an OTLP exporter encodes from every span, counts the spans, keeps none."""
 
     def __init__(self) -> None:
-        super().__init__(max_spans=KEPT_SPANS)
         self.received = 0
+        self.fields = 0  # what was read, so the reads are not optimised away or skipped
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        for span in spans:
+            context, parent = span.get_span_context(), span.parent
+            read = (span.name, span.kind, context, parent, span.start_time, span.end_time,
+                    span.attributes, span.status, span.events, span.resource)  # fmt: skip
+            self.fields += len(read) + len(span.attributes or ()) + (context is not None)
         self.received += len(spans)
-        return super().export(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
 
 
 class CountingOTLPExporter(OTLPSpanExporter):

@@ -244,12 +244,13 @@ def test_fuzzed_header_sets_never_raise(values: dict[str, str]) -> None:
     MeshPropagator().extract(CIMultiDict(values))
 
 
-def test_default_writes_w3c_and_the_seeds_headers_and_reads_every_format() -> None:
+def test_default_writes_w3c_only_and_reads_every_format() -> None:
     headers: CIMultiDict[str] = CIMultiDict()
     MeshPropagator().inject(headers, context_with(True))
     assert headers["traceparent"] == f"00-{TID}-{SID}-01"
-    assert (headers["X-Trace-Id"], headers["X-Span-Id"], headers["X-Trace-Flags"]) == (TID, SID, "01")
-    assert not {"b3", "X-B3-TraceId", "X-B3-SpanId", "X-B3-Sampled"} & set(headers)
+    assert not {"X-Trace-Id", "X-Span-Id", "X-Trace-Flags", "b3", "X-B3-TraceId", "X-B3-SpanId"} & set(
+        headers
+    )
     assert MeshPropagator().formats == DEFAULT_INJECT
     for fmt in FORMATS:  # extraction is not limited to the injected formats
         written: CIMultiDict[str] = CIMultiDict()
@@ -294,7 +295,7 @@ def test_data_path_copies_and_rewrites_any_format_the_caller_sent() -> None:
     out = MeshPropagator().with_trace_headers(original, TID, SID, 1, "4" * 16)
     assert out["b3"] == f"{TID}-{SID}-1"
     assert (out["X-B3-TraceId"], out["X-B3-SpanId"], out["X-B3-ParentSpanId"]) == (TID, SID, "4" * 16)
-    assert out["traceparent"] == f"00-{TID}-{SID}-01" and out["X-Parent-Span-Id"] == "4" * 16
+    assert out["traceparent"] == f"00-{TID}-{SID}-01" and "X-Parent-Span-Id" not in out
     assert len(out.getall("b3")) == 1 and out["Accept"] == "text/plain"
     assert original["X-B3-TraceId"] == stale and "traceparent" not in original  # the caller's copy untouched
 
@@ -309,3 +310,31 @@ def test_data_path_sends_the_current_baggage_only_when_there_is_some() -> None:
         detach(token)
     assert out["baggage"] == "tenant=acme"
     assert "baggage" not in MeshPropagator(baggage=False).with_trace_headers(CIMultiDict(), TID, SID, 1)
+
+
+@pytest.mark.parametrize(
+    ("arrived", "expected"),
+    [
+        ({"X-Trace-Id": "5" * 32, "X-Span-Id": "6" * 16}, {"X-Trace-Id", "X-Span-Id", "X-Trace-Flags"}),
+        ({"b3": f"{'5' * 32}-{'6' * 16}-1"}, {"b3"}),
+        ({"X-B3-TraceId": "5" * 32, "X-B3-SpanId": "6" * 16}, {"X-B3-TraceId", "X-B3-SpanId"}),
+        ({"traceparent": f"00-{'5' * 32}-{'6' * 16}-01"}, set()),
+    ],
+)
+def test_a_trace_goes_on_in_the_dialect_it_arrived_in(arrived: dict[str, str], expected: set[str]) -> None:
+    """A handler that got the seed's (or B3) headers calls on with them beside W3C's."""
+    propagator = MeshPropagator()
+    token = attach(propagator.extract(CIMultiDict(arrived)))
+    try:
+        fast = propagator.with_trace_headers(CIMultiDict(), TID, SID, 1, "4" * 16)
+        generic: CIMultiDict[str] = CIMultiDict()
+        propagator.inject(generic)  # the current span: the caller's, as extracted
+    finally:
+        detach(token)
+    seed_and_b3 = {"X-Trace-Id", "X-Span-Id", "X-Trace-Flags", "b3", "X-B3-TraceId", "X-B3-SpanId"}
+    assert fast["traceparent"] == f"00-{TID}-{SID}-01"
+    assert {name for name in seed_and_b3 if name in fast} == expected
+    assert {name for name in seed_and_b3 if name in generic} == expected
+    assert all(fast[name] in (TID, SID, "01", f"{TID}-{SID}-1") for name in expected)
+    outside = propagator.with_trace_headers(CIMultiDict(), TID, SID, 1)  # no trace arrived here
+    assert set(outside) == {"traceparent"}

@@ -7,14 +7,17 @@ multi `X-B3-*`, then the seed's `X-Trace-Id`/`X-Span-Id`/`X-Trace-Flags`. A malf
 oversized header is treated as absent (the next format is tried, and with none left the
 call starts a new trace); extraction never raises on what a client sent.
 
-Injection writes the formats chosen with `inject=`: by default (`DEFAULT_INJECT`) W3C and
-the seed's headers (5 headers an attempt); B3 single and multi (5 more) are opt-in,
-`MeshPropagator(inject=FORMATS)` writes all four. Every header costs the transport 4-6k
-instructions a request (callgrind; about 10% of an H1Transport request for the 5 B3 ones,
-see bench/bench_tracing.py). On the data path (`with_trace_headers`) a format the
-outgoing request already carries, e.g. a B3 caller's headers forwarded by the sidecar, is
-written too, replaced by this attempt's ids: such a caller's upstreams keep getting B3,
-and no stale context goes on beside ours.
+Injection writes the formats chosen with `inject=`: by default (`DEFAULT_INJECT`) W3C
+`traceparent` alone, the standard every current tracer reads; the seed's `X-Trace-*` and B3
+single and multi are opt-in (`MeshPropagator(inject=FORMATS)` writes all four). Every header
+costs the transport 4-6k instructions a request (callgrind: the seed's four headers were a
+third of what tracing cost an aiohttp client). A caller's dialect is kept, as Linkerd and
+Envoy keep B3: on the data path (`with_trace_headers`) a format the outgoing request
+already carries (a B3 or seed caller's headers forwarded by `/call` or the sidecar) is
+written too, replaced by this attempt's ids, so no stale context goes on beside ours; and
+a trace that arrived at this service in another format (`extract()` notes it in the
+context, which the server middleware makes current) goes on in that format as well as W3C,
+so a seed-era service called from a handler still gets its `X-Trace-Id`.
 
 Formats: W3C Trace Context (w3.org/TR/trace-context), B3 (github.com/openzipkin/b3-propagation).
 Trace flags are a bit mask: newer SDKs set 0x02 ("random trace id") beside 0x01
@@ -61,7 +64,8 @@ MAX_TRACESTATE = 512
 MAX_BAGGAGE = 8192
 
 FORMATS = ("tracecontext", "b3", "b3multi", "seed")
-DEFAULT_INJECT = ("tracecontext", "seed")
+DEFAULT_INJECT = ("tracecontext",)
+ARRIVED_FORMAT_KEY = "meshkit.trace_format"  # context key: the format a trace arrived in, when not W3C
 _DEFAULT_CHOSEN = frozenset(DEFAULT_INJECT)
 _FIELDS = {
     "tracecontext": (TRACEPARENT, TRACESTATE),
@@ -231,25 +235,32 @@ class MeshPropagator(TextMapPropagator):
 
     def extract_span_context(self, carrier: Any, getter: Getter[Any] = HEADERS_GETTER) -> SpanContext | None:
         """The caller's span context from the first valid format present, or None."""
+        return self.extract_with_format(carrier, getter)[0]
+
+    def extract_with_format(
+        self, carrier: Any, getter: Getter[Any] = HEADERS_GETTER
+    ) -> tuple[SpanContext | None, str | None]:
+        """The caller's span context and the format (a name in `FORMATS`) it came in, or (None, None)."""
         value = _first(getter, carrier, TRACEPARENT)
         if value is not None:
             found = parse_traceparent(value, _first(getter, carrier, TRACESTATE, MAX_TRACESTATE))
             if found is not None:
-                return found
+                return found, "tracecontext"
         value = _first(getter, carrier, B3_SINGLE)
         if value is not None and (found := parse_b3_single(value)) is not None:
-            return found
+            return found, "b3"
         value = _first(getter, carrier, B3_TRACE_ID)
         if value is not None:
             span_id, sampled = _first(getter, carrier, B3_SPAN_ID), _first(getter, carrier, B3_SAMPLED)
             found = parse_b3_multi(value, span_id, sampled, _first(getter, carrier, B3_FLAGS))
             if found is not None:
-                return found
+                return found, "b3multi"
         value = _first(getter, carrier, SEED_TRACE_ID)
         if value is not None:
             span_id, flags = _first(getter, carrier, SEED_SPAN_ID), _first(getter, carrier, SEED_TRACE_FLAGS)
-            return parse_seed(value, span_id, flags)
-        return None
+            found = parse_seed(value, span_id, flags)
+            return (found, "seed") if found is not None else (None, None)
+        return None, None
 
     def extract(
         self,
@@ -258,9 +269,11 @@ class MeshPropagator(TextMapPropagator):
         getter: Getter[CarrierT] = HEADERS_GETTER,
     ) -> Context:
         ctx = Context() if context is None else context
-        found = self.extract_span_context(carrier, getter)
+        found, arrived = self.extract_with_format(carrier, getter)
         if found is not None:
             ctx = trace.set_span_in_context(NonRecordingSpan(found), ctx)
+            if arrived != "tracecontext":  # the caller's dialect, kept for the calls this service makes
+                ctx = otel_context.set_value(ARRIVED_FORMAT_KEY, arrived, ctx)
         raw = _first(getter, carrier, BAGGAGE, MAX_BAGGAGE)
         if raw and raw.isascii():
             ctx = _BAGGAGE.extract({BAGGAGE: raw}, ctx)
@@ -287,7 +300,11 @@ class MeshPropagator(TextMapPropagator):
             parent: SpanContext | None = getattr(span, "parent", None)
             parent_hex = None if parent is None else span_hex(parent.span_id)
             tid, sid = trace_hex(sc.trace_id), span_hex(sc.span_id)
-            for key, value in _pairs(self._chosen, tid, sid, sc.trace_flags, parent_hex, sc.trace_state):
+            chosen = self._chosen
+            arrived = (get_current() if context is None else context).get(ARRIVED_FORMAT_KEY)
+            if isinstance(arrived, str) and arrived not in chosen:
+                chosen = chosen | {arrived}
+            for key, value in _pairs(chosen, tid, sid, sc.trace_flags, parent_hex, sc.trace_state):
                 setter.set(carrier, key, value)
         if self._baggage:
             _BAGGAGE.inject(carrier, context, setter)
@@ -311,21 +328,18 @@ class MeshPropagator(TextMapPropagator):
             for name, field in self._others:
                 if field in headers:
                     chosen = chosen | {name}
+        ctx = current_context()  # empty in the usual client task: no baggage, no caller's dialect
+        if ctx:
+            arrived = ctx.get(ARRIVED_FORMAT_KEY)
+            if isinstance(arrived, str) and arrived not in chosen:
+                chosen = chosen | {arrived}
         if chosen is _DEFAULT_CHOSEN and trace_state is None:  # the usual case, written inline
-            flags_hex = _HEX_BYTE[flags & 0xFF]
             pairs: list[tuple[str, str]] = [
-                (_TRACEPARENT_KEY, f"00-{trace_hex}-{span_hex}-{flags_hex}"),
-                (_SEED_TRACE_ID_KEY, trace_hex),
-                (_SEED_SPAN_ID_KEY, span_hex),
-                (_SEED_TRACE_FLAGS_KEY, flags_hex),
+                (_TRACEPARENT_KEY, f"00-{trace_hex}-{span_hex}-{_HEX_BYTE[flags & 0xFF]}")
             ]
-            if parent_span_hex is not None:
-                pairs.append((_SEED_PARENT_SPAN_ID_KEY, parent_span_hex))
         else:
             pairs = _pairs(chosen, trace_hex, span_hex, flags, parent_span_hex, trace_state)
-        if (
-            self._baggage and current_context()
-        ):  # an empty OpenTelemetry context (the usual client task) has none
+        if self._baggage and ctx:
             carrier: dict[str, str] = {}
             _BAGGAGE.inject(carrier)
             pairs.extend(carrier.items())
