@@ -57,7 +57,9 @@ def _positive(value: float | None, field_name: str) -> float | None:
 def balancer_layer(parts: ClientParts, strategy: str | LoadBalancerStrategy, hash_header: str | None) -> Any:
     picker = make_picker(strategy, load=parts.load, rng=parts.rng, hash_header=hash_header)
     gates = (parts.breakers, parts.outliers)  # both count what they refuse, so idle ones are skipped
-    return partial(BalancerLayer, picker=picker, gates=gates)
+    return partial(
+        BalancerLayer, picker=picker, gates=gates, reason=str(LoadBalancerStrategy.parse(strategy))
+    )
 
 
 def default_stack(

@@ -327,3 +327,62 @@ def test_facade_inject_and_extract_round_trip(make_tracer: Callable[..., Tracer]
     ours = span.get_span_context()
     assert (found.trace_id, found.span_id) == (ours.trace_id, ours.span_id)
     assert isinstance(tracer.propagator, MeshPropagator)
+
+
+async def test_the_default_stack_records_its_decisions_on_each_attempt(
+    make_tracer: Callable[..., Tracer], exporter: InMemorySpanExporter
+) -> None:
+    """Balancer reason, breaker state and ejections come from the real layers, not from the test."""
+    from meshkit.balance.layer import REASON_KEY
+    from meshkit.client import MeshClient
+    from meshkit.observe import tracing
+    from meshkit.resilience.breaker import BreakerPolicy
+    from meshkit.resilience.breaker.layer import STATE_KEY
+    from meshkit.resilience.outlier import EJECTED_KEY, OutlierPolicy
+    from meshkit.resilience.retry import RetryPolicy
+    from meshkit.types import ServiceState
+
+    assert (tracing.BALANCER_REASON_KEY, tracing.BREAKER_STATE_KEY, tracing.EJECTED_KEY) == (
+        REASON_KEY,
+        STATE_KEY,
+        EJECTED_KEY,
+    )
+    a = ServiceInstance("users-a", "users", "127.0.0.1", 8001)
+    b = ServiceInstance("users-b", "users", "127.0.0.1", 8002, state=ServiceState.DEGRADED)
+
+    def handler(request: Request) -> Response:
+        return Response(503 if request.instance is a else 200)
+
+    client = MeshClient.static(
+        {"users": [("127.0.0.1", 8001)]},
+        strategy="round_robin",
+        transport=MockTransport(handler),
+        tracer=make_tracer(),
+        retry=RetryPolicy(max_attempts=2, base_delay=0.0),
+        breaker=BreakerPolicy(failure_threshold=1),
+        outlier=OutlierPolicy(consecutive_failures=1, max_ejection_percent=100, panic_threshold=0),
+    )
+    client.resolver.set("users", [a, b])  # type: ignore[attr-defined]
+    assert (await client.call(Request(service="users"))).status == 200  # a fails, the retry goes to b
+    assert (await client.call(Request(service="users"))).status == 200  # a is out: b alone is eligible
+    attempts = [dict(s.attributes or {}) for s in exporter.get_finished_spans() if s.name == "attempt users"]
+    first, retry, later = attempts
+    assert first["meshkit.instance.id"] == "users-a"
+    assert first["meshkit.balancer.reason"] == "round_robin, 1 of 2 eligible"  # b is degraded: not preferred
+    assert first["meshkit.breaker.state"] == "closed" and first["meshkit.outlier.ejected"] == 0
+    assert retry["meshkit.instance.id"] == "users-b"
+    assert retry["meshkit.balancer.reason"] == "round_robin, 1 of 2 eligible, degraded fallback"
+    assert later["meshkit.instance.id"] == "users-b"
+    assert later["meshkit.outlier.ejected"] == ("users-a",)
+    assert later["meshkit.balancer.reason"] == "round_robin, 1 of 2 eligible, degraded fallback"
+    client.resolver.set("users", [a, ServiceInstance("users-c", "users", "127.0.0.1", 8003)])  # type: ignore[attr-defined]
+    exporter.clear()
+    await client.call(Request(service="users"))  # a is still out, c is healthy
+    [plain] = [dict(s.attributes or {}) for s in exporter.get_finished_spans() if s.name == "attempt users"]
+    assert plain["meshkit.instance.id"] == "users-c"
+    assert plain["meshkit.balancer.reason"] == "round_robin, 1 of 2 eligible"
+    client.resolver.set("users", [ServiceInstance("users-c", "users", "127.0.0.1", 8003)])  # type: ignore[attr-defined]
+    exporter.clear()
+    await client.call(Request(service="users"))
+    [only] = [dict(s.attributes or {}) for s in exporter.get_finished_spans() if s.name == "attempt users"]
+    assert only["meshkit.balancer.reason"] == "round_robin" and only["meshkit.outlier.ejected"] == 0
