@@ -132,3 +132,21 @@ def test_a_span_has_a_nonzero_id_of_its_own() -> None:
     assert all(span.span_id > 0 for span in spans)
     assert len({span.span_id for span in spans}) == 200
     assert isinstance(spans[0], ClientSpan)
+
+
+@pytest.mark.parametrize("failed", [False, True])
+def test_fast_getters_read_what_the_sdks_properties_read(failed: bool) -> None:
+    s, collect = sink()
+    span = s.start("call users", None)
+    span.set_attribute("k", "v")
+    if failed:
+        span.record_exception(RuntimeError("down"))
+        span.set_error("RuntimeError: down")
+    span.end()
+    [ended] = collect.ended
+    for field in ("name", "kind", "start_time", "end_time", "status", "resource", "instrumentation_scope"):
+        assert getattr(ended, field) is getattr(ReadableSpan, field).fget(ended), field
+    assert ended.events == ReadableSpan.events.fget(ended) and isinstance(ended.events, tuple)
+    assert ended.links == ReadableSpan.links.fget(ended) == ()
+    assert len(ended.events) == int(failed)
+    assert json.loads(ended.to_json())["name"] == "call users"  # the SDK's own serialiser still reads it
