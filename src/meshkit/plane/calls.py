@@ -12,7 +12,6 @@ once by `MetricsLayer`, outermost. The caller's headers are filtered before they
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Mapping
 from functools import partial
@@ -24,7 +23,7 @@ from meshkit.client import MeshClient
 from meshkit.observe.metrics import MeshMetrics, MetricsLayer
 from meshkit.observe.tracing import AttemptSpanLayer, CallSpanLayer, Tracer
 from meshkit.plane.headers import forwardable_headers
-from meshkit.plane.ssrf import SsrfGuardLayer, UnsafeConnect, normalize_path, unsafe_ip_reason
+from meshkit.plane.ssrf import SsrfGuardLayer, normalize_path, refuse_unsafe_ip
 from meshkit.stack import Layer, Stack
 from meshkit.transport.h1 import H1Transport
 
@@ -46,17 +45,6 @@ TRACE_HEADERS = (
     "x-trace-flags",
 )
 _METHOD_RE = re.compile(r"^[A-Za-z]{1,16}$")
-
-
-def refuse_unsafe_ip(ip: str, port: int) -> None:
-    """`H1Transport`'s connect guard: `UnsafeConnect` (answered 403) for an IP calls may not reach."""
-    try:
-        parsed = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        raise UnsafeConnect(13, f"refusing to connect to {ip!r}: not an IP address") from None
-    reason = unsafe_ip_reason(parsed)
-    if reason is not None:
-        raise UnsafeConnect(13, f"refusing to connect to {parsed}: {reason}")
 
 
 def guarded_transport(max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> H1Transport:

@@ -24,6 +24,7 @@ from meshkit.plane.ssrf.connect import (
     guarded_connector,
     guarded_socket,
     is_unsafe_connect,
+    refuse_unsafe_ip,
 )
 from meshkit.plane.ssrf.layer import BodyTooLarge, SsrfGuardLayer
 from meshkit.plane.ssrf.path import MAX_PATH_LENGTH, UnsafePath, normalize_path
@@ -46,5 +47,6 @@ __all__ = [
     "is_unsafe_connect",
     "normalize_path",
     "parse_inet_aton",
+    "refuse_unsafe_ip",
     "unsafe_ip_reason",
 ]

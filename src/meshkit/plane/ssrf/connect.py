@@ -23,7 +23,8 @@ class UnsafeConnect(PermissionError):
     a connect error (`meshkit.errors.ConnectError`) and nothing is sent."""
 
 
-def _check_connect(host: str) -> None:
+def refuse_unsafe_ip(host: str, port: int = 0) -> None:
+    """Refuse (`UnsafeConnect`) an address a call may not reach; also `H1Transport`'s connect guard."""
     try:
         ip = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
@@ -45,7 +46,7 @@ class GuardedResolver(AbstractResolver):
     ) -> list[ResolveResult]:
         results = await self._inner.resolve(host, port, family)
         for result in results:
-            _check_connect(result["host"])
+            refuse_unsafe_ip(result["host"])
         return results
 
     async def close(self) -> None:
@@ -55,7 +56,7 @@ class GuardedResolver(AbstractResolver):
 def guarded_socket(addr_info: tuple[Any, ...]) -> socket.socket:
     """aiohttp `socket_factory`: the last check, on the exact address about to be dialled."""
     family, type_, proto, _, sockaddr = addr_info
-    _check_connect(str(sockaddr[0]))
+    refuse_unsafe_ip(str(sockaddr[0]))
     return socket.socket(family=family, type=type_, proto=proto)
 
 
