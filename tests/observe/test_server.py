@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import uvicorn
 from aiohttp import web
 from fastapi import FastAPI, HTTPException
 from multidict import CIMultiDict
@@ -24,6 +22,7 @@ from meshkit.stack import Stack
 from meshkit.transport.aiohttp import AiohttpTransport
 from meshkit.types import Request, Response, ServiceInstance
 from tests.conftest import StartUpstream
+from tests.support.asgi import uvicorn_server
 from tests.support.servers import free_port
 
 
@@ -70,19 +69,8 @@ async def aiohttp_app(app: web.Application) -> AsyncIterator[int]:
 
 @asynccontextmanager
 async def uvicorn_app(app: FastAPI) -> AsyncIterator[int]:
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
+    async with uvicorn_server(app) as port:
         yield port
-    finally:
-        server.should_exit = True
-        await task
 
 
 async def test_aiohttp_server_span_continues_the_callers_trace_into_its_own_calls(

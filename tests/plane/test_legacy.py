@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import subprocess
 import time
@@ -15,7 +14,6 @@ import aiohttp
 import orjson
 import pytest
 import redis
-import uvicorn
 from fastapi import Depends, FastAPI, Header
 
 from meshkit.plane.auth import TokenStore
@@ -28,6 +26,7 @@ from meshkit.plane.legacy import (
     validate_count,
     validate_topic,
 )
+from tests.support.asgi import uvicorn_server
 from tests.support.servers import free_port
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
@@ -89,19 +88,8 @@ def rds(redis_server: RedisServer) -> redis.Redis:
 @asynccontextmanager
 async def serve(app: FastAPI) -> AsyncIterator[str]:
     """Run `app` under a real uvicorn server on a free port for the duration of the block."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
+    async with uvicorn_server(app) as port:
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 @asynccontextmanager

@@ -14,7 +14,7 @@ import uvicorn
 
 from meshkit.plane.api import V2_PREFIX, create_app
 from meshkit.plane.plane import ControlPlane
-from tests.support.servers import free_port
+from tests.support.asgi import start_uvicorn
 
 ADMIN = "admin-token-for-tests-0123456789"
 
@@ -70,16 +70,7 @@ async def start_api(tmp_path: Path) -> AsyncIterator[StartApi]:
         options.setdefault("data_dir", tmp_path / "data")
         options.setdefault("admin_token", ADMIN)
         plane = ControlPlane(**options)
-        port = free_port()
-        config = uvicorn.Config(
-            create_app(plane), host="127.0.0.1", port=port, log_config=None, lifespan="on"
-        )
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
+        server, task, port = await start_uvicorn(create_app(plane), lifespan="on")
         api = Api(f"http://127.0.0.1:{port}", plane, aiohttp.ClientSession(), server, task)
         started.append(api)
         return api

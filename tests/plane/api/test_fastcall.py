@@ -15,17 +15,16 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pytest
-import uvicorn
 from aiohttp import web
 
 from meshkit.plane.api import V2_PREFIX, create_app
 from meshkit.plane.api.fastcall import call_fields
 from meshkit.plane.plane import ControlPlane
 from tests.conftest import StartUpstream
-from tests.support.servers import free_port
+from tests.support.asgi import start_uvicorn, stop_uvicorn
 
 ADMIN = "admin-token-for-tests-0123456789"
 CALL = f"{V2_PREFIX}/call"
@@ -96,18 +95,6 @@ class Pair:
         return await exchange(self.fast, data), await exchange(self.route, data)
 
 
-async def serve(app: Any, lifespan: Literal["on", "off"]) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan=lifespan)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    return server, task, port
-
-
 @pytest.fixture
 async def pair(tmp_path: Path, upstreams: StartUpstream) -> AsyncIterator[Pair]:
     async def handle(request: web.Request) -> web.StreamResponse:
@@ -119,9 +106,11 @@ async def pair(tmp_path: Path, upstreams: StartUpstream) -> AsyncIterator[Pair]:
     plane = ControlPlane(
         data_dir=tmp_path / "data", admin_token=ADMIN, health_checks=False, max_body_bytes=MAX_FORWARDED
     )
-    fast_server, fast_task, fast = await serve(create_app(plane, max_body_bytes=MAX_BODY), "on")
-    route_server, route_task, route = await serve(
-        create_app(plane, max_body_bytes=MAX_BODY, fast_call=False), "off"
+    fast_server, fast_task, fast = await start_uvicorn(
+        create_app(plane, max_body_bytes=MAX_BODY), lifespan="on"
+    )
+    route_server, route_task, route = await start_uvicorn(
+        create_app(plane, max_body_bytes=MAX_BODY, fast_call=False), lifespan="off"
     )
     reply = await exchange(
         fast,
@@ -133,10 +122,8 @@ async def pair(tmp_path: Path, upstreams: StartUpstream) -> AsyncIterator[Pair]:
     try:
         yield Pair(plane, fast, route, up.port)
     finally:
-        for server in (route_server, fast_server):
-            server.should_exit = True
-        await route_task
-        await fast_task
+        await stop_uvicorn(route_server, route_task)
+        await stop_uvicorn(fast_server, fast_task)
 
 
 BAD_TOKENS = [None, "wrong-token", "", f"{ADMIN} extra"]
