@@ -59,6 +59,20 @@ class CountingMemoryExporter(SpanExporter):
         return None
 
 
+class CountingExporter(SpanExporter):
+    """Counts the spans and reads none of their fields: the instrumentation's cost alone."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.received += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        return None
+
+
 class CountingOTLPExporter(OTLPSpanExporter):
     """The OpenTelemetry OTLP/HTTP exporter, counting the spans the endpoint accepted."""
 

@@ -11,12 +11,14 @@ aiohttp when the client's CPU is the bottleneck (the issue's target is >= 0.85).
     .venv/bin/python bench/callgrind_client.py              # both contenders, 400 and 1200 requests
     .venv/bin/python bench/callgrind_client.py --only mesh --port 8080   # an nginx already running
     .venv/bin/python bench/callgrind_client.py --tracing 1.0 0.0 --transport h1   # tracing's cost
+    .venv/bin/python bench/callgrind_client.py --tracing 1.0 --exporter count     # spans not read
 
 `--tracing RATIO...` measures the meshkit client with tracing off and with a `Tracer` at
 each sampling ratio (its spans exported as bench_tracing.py does: the tracer's batch
-processor to an in-memory exporter keeping the last 10,000), on `--transport`
-(aiohttp, meshkit's default, or h1); every thread of the process is counted, so the
-export thread's work is in the figure.
+processor to an exporter reading every field and keeping nothing; `--exporter count`, one
+only counting spans, gives the instrumentation's cost alone), on `--transport` (aiohttp,
+meshkit's default, or h1); every thread of the process is counted, so the export
+thread's work is in the figure.
 
 `--worker MODE N PORT` is the process callgrind runs (not meant to be called by hand).
 """
@@ -68,7 +70,7 @@ async def _work(mode: str, n: int, port: int) -> None:
                 raise RuntimeError(f"meshkit transport: status {resp.status}")
 
         close = transport.aclose
-    else:  # "mesh", or "mesh:<transport>:<ratio or off>" (--tracing)
+    else:  # "mesh", or "mesh:<transport>:<ratio or off>:<read|count>" (--tracing)
         from meshkit import Request
         from meshkit.client import MeshClient
 
@@ -93,14 +95,15 @@ async def _work(mode: str, n: int, port: int) -> None:
 def _mesh_options(mode: str) -> dict[str, object]:
     if mode == "mesh":
         return {}
-    from _tracing_contenders import CountingMemoryExporter
+    from _tracing_contenders import CountingExporter, CountingMemoryExporter
     from meshkit.observe.tracing import Tracer
     from meshkit.transport.h1 import H1Transport
 
-    _, transport, ratio = mode.split(":")
+    _, transport, ratio, exporter = mode.split(":")
     options: dict[str, object] = {"transport": H1Transport() if transport == "h1" else None}
     if ratio != "off":
-        options["tracer"] = Tracer("bench", sample_ratio=float(ratio), exporters=[CountingMemoryExporter()])
+        chosen = CountingExporter() if exporter == "count" else CountingMemoryExporter()
+        options["tracer"] = Tracer("bench", sample_ratio=float(ratio), exporters=[chosen])
     return options
 
 
@@ -149,6 +152,12 @@ def main() -> None:
         help="the client with tracing off and at RATIO...",
     )
     parser.add_argument("--transport", choices=("aiohttp", "h1"), default="aiohttp", help="with --tracing")
+    parser.add_argument(
+        "--exporter",
+        choices=("read", "count"),
+        default="read",
+        help="with --tracing: an exporter reading every field (default), or one only counting spans",
+    )
     args = parser.parse_args()
     if args.worker:
         mode, n, port = args.worker
@@ -164,7 +173,7 @@ def main() -> None:
     if args.tracing:
         if any(not 0.0 <= r <= 1.0 for r in args.tracing):
             raise SystemExit(f"tracing: each ratio must be in [0, 1], got {args.tracing}")
-        modes = tuple(f"mesh:{args.transport}:{r}" for r in ("off", *args.tracing))
+        modes = tuple(f"mesh:{args.transport}:{r}:{args.exporter}" for r in ("off", *args.tracing))
     if args.port is not None:
         results = {m: per_request(m, args.small, args.large, args.port) for m in modes}
     else:
