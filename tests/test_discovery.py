@@ -72,3 +72,11 @@ async def test_static_resolver_known_service_with_no_instances_fails_fast() -> N
     service, _ = layer(resolver)
     with pytest.raises(NoHealthyInstances):
         await service(Request("GET", "/", service="a"))
+
+
+@pytest.mark.parametrize("name", ["users\n", "users\r", "\nusers", "Users", "a" * 65, ""])
+def test_service_names_are_matched_whole(name: str) -> None:
+    """A trailing newline is refused too (a `$` anchor would let it through)."""
+    with pytest.raises(ValueError, match="service_name"):
+        StaticResolver({name: []})
+    assert "a" * 64 in StaticResolver({"a" * 64: []})._services

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from multidict import CIMultiDict
 
-SERVICE_NAME_RE = re.compile(r"^[a-z0-9-]{1,64}$")
+SERVICE_NAME_RE = re.compile(r"[a-z0-9-]{1,64}\Z")  # \Z, not $: "$" also matches before a final "\n"
 
 
 class ServiceState(StrEnum):

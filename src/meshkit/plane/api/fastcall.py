@@ -31,9 +31,9 @@ from meshkit.plane.api.models import check_text
 from meshkit.plane.auth import parse_bearer
 from meshkit.plane.calls import TRACE_HEADERS
 from meshkit.plane.plane import ControlPlane
+from meshkit.types import SERVICE_NAME_RE
 
 _FIELDS = frozenset({"service_name", "method", "path", "headers", "body", "timeout", "retry_count"})
-_SERVICE_NAME = re.compile(r"[a-z0-9-]{1,64}")  # CallRequest.service_name, matched whole
 _BEYOND_U64 = re.compile(rb"\d{20}")  # orjson reads such an integer as a float, json.loads as an int
 _TRACE_HEADERS = frozenset(name.encode("latin-1") for name in TRACE_HEADERS)
 _JSON_HEADERS = (b"content-type", b"application/json")
@@ -64,7 +64,7 @@ def call_fields(data: Any) -> dict[str, Any] | None:
     retry_count = data.get("retry_count")
     if (
         type(name) is not str
-        or _SERVICE_NAME.fullmatch(name) is None
+        or SERVICE_NAME_RE.match(name) is None
         or type(method) is not str
         or not 1 <= len(method) <= 16
         or type(path) is not str
