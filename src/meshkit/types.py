@@ -17,7 +17,8 @@ from typing import Any
 import orjson
 from multidict import CIMultiDict
 
-SERVICE_NAME_RE = re.compile(r"[a-z0-9-]{1,64}\Z")  # \Z, not $: "$" also matches before a final "\n"
+SERVICE_NAME = r"[a-z0-9-]{1,64}"  # a service name, for patterns that embed it
+SERVICE_NAME_RE = re.compile(SERVICE_NAME + r"\Z")  # \Z, not $: "$" also matches before a final "\n"
 
 
 class ServiceState(StrEnum):

@@ -14,9 +14,9 @@ import re
 
 from meshkit.plane.ssrf import UnsafePath, normalize_path
 from meshkit.plane.ssrf.path import MAX_PATH_LENGTH, PLAIN_QUERY, PLAIN_SEGMENTS
-from meshkit.types import SERVICE_NAME_RE
+from meshkit.types import SERVICE_NAME, SERVICE_NAME_RE
 
-_PLAIN_TARGET = re.compile(f"/([a-z0-9-]{{1,64}})({PLAIN_SEGMENTS}*)({PLAIN_QUERY}?)")
+_PLAIN_TARGET = re.compile(f"/({SERVICE_NAME})({PLAIN_SEGMENTS}*)({PLAIN_QUERY}?)")
 
 
 class BadRoute(ValueError):
