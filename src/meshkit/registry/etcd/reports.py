@@ -24,10 +24,10 @@ from collections.abc import AsyncGenerator
 
 import orjson
 
-from meshkit.errors import RegistryUnavailable
 from meshkit.registry.base import UnknownInstance
 from meshkit.registry.etcd import keys
 from meshkit.registry.etcd.client import EtcdClient, EtcdRequestFailed, prefix_end, unb64
+from meshkit.registry.etcd.watch import Compacted, watch_events
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +68,6 @@ async def put_report(client: EtcdClient, space: keys.Keyspace, service_id: str, 
             return
 
 
-class _Compacted(Exception):
-    def __init__(self, revision: int) -> None:
-        super().__init__(revision)
-        self.revision = revision
-
-
 async def follow_reports(
     client: EtcdClient, prefix: bytes, after: int | None = None
 ) -> AsyncGenerator[Report, None]:
@@ -85,38 +79,21 @@ async def follow_reports(
         _, after = await client.range(prefix)  # one key, only for the revision "now"
     revision = after
     while True:
-        delivered = False
         try:
-            async with contextlib.aclosing(client.watch(prefix, end, revision + 1)) as stream:
-                async for result in stream:
-                    delivered = True
-                    _check(result)
-                    for event in result.get("events") or ():
-                        kv = event["kv"]
-                        revision = max(revision, int(kv.get("mod_revision", revision)))
+            async with contextlib.aclosing(watch_events(client, prefix, end, revision)) as stream:
+                async for events, last in stream:
+                    revision = last  # where a compaction leaves us
+                    for event in events:
                         if event.get("type") == "DELETE":
                             continue
-                        report = _decode(kv, len(prefix))
+                        report = _decode(event["kv"], len(prefix))
                         if report is not None:
                             yield report
-        except _Compacted as e:
+        except Compacted as e:
             log.warning(
                 "ttl reports: history compacted at %d; reports after %d are lost", e.revision, revision
             )
             revision = max(revision, e.revision - 1)
-        except RegistryUnavailable:
-            if not delivered:  # no member would take the watch: let the caller back off
-                raise
-            # the stream broke after it had worked: resume from `revision` on another member
-
-
-def _check(result: dict[str, object]) -> None:
-    compacted = int(str(result.get("compact_revision", 0)))
-    if compacted:
-        raise _Compacted(compacted)
-    if result.get("canceled"):
-        reason = result.get("cancel_reason") or "canceled by etcd"
-        raise RegistryUnavailable(f"etcd watch canceled: {reason}")
 
 
 def _decode(kv: dict[str, str], skip: int) -> Report | None:

@@ -24,8 +24,44 @@ from meshkit.registry.etcd.client import EtcdClient, unb64
 from meshkit.types import ServiceInstance
 
 
-class _Compacted(Exception):
-    pass
+class Compacted(Exception):
+    """etcd no longer has the history a watch asked for (it was compacted up to `revision`)."""
+
+    def __init__(self, revision: int) -> None:
+        super().__init__(revision)
+        self.revision = revision
+
+
+async def watch_events(
+    client: EtcdClient, start: bytes, end: bytes, after: int
+) -> AsyncGenerator[tuple[list[dict[str, Any]], int], None]:
+    """Each watch response's events for [start, end) after revision `after`, with the revision of
+    its last event. A broken stream is opened again on another member after the last event
+    delivered (never after a response header's revision: etcd may split a replay of history
+    over several responses, each headed with the store's current revision), so nothing is
+    missed or repeated. `Compacted` when that history is gone; `RegistryUnavailable` when no
+    member will serve the watch."""
+    revision = after
+    while True:
+        delivered = False
+        try:
+            async with contextlib.aclosing(client.watch(start, end, revision + 1)) as stream:
+                async for result in stream:
+                    delivered = True
+                    compacted = int(result.get("compact_revision", 0))
+                    if compacted:
+                        raise Compacted(compacted)
+                    if result.get("canceled"):
+                        reason = result.get("cancel_reason") or "canceled by etcd"
+                        raise RegistryUnavailable(f"etcd watch canceled: {reason}")
+                    events = result.get("events")
+                    if events:
+                        revision = max(revision, *(int(e["kv"].get("mod_revision", 0)) for e in events))
+                        yield events, revision
+        except RegistryUnavailable:
+            if not delivered:  # no member would take the watch: let the caller back off
+                raise
+            # the stream broke after it had worked: resume after `revision` on another member
 
 
 async def follow(
@@ -36,22 +72,14 @@ async def follow(
     revision = await _list(client, start, end, members)
     yield Snapshot(name, tuple(members.values()), revision)
     while True:
-        delivered = False
         try:
-            async with contextlib.aclosing(client.watch(start, end, revision + 1)) as stream:
-                async for result in stream:
-                    delivered = True
-                    last = _apply(result, members)
-                    if last:  # progress is the last event applied, never the response header's
-                        revision = max(revision, last)  # revision: etcd splits a replay of history
-                        yield Snapshot(name, tuple(members.values()), revision)  # over responses
-        except _Compacted:
+            async with contextlib.aclosing(watch_events(client, start, end, revision)) as stream:
+                async for events, revision in stream:
+                    _apply(events, members)
+                    yield Snapshot(name, tuple(members.values()), revision)
+        except Compacted:
             revision = await _list(client, start, end, members)
             yield Snapshot(name, tuple(members.values()), revision)
-        except RegistryUnavailable:
-            if not delivered:  # no member would take the watch: let the caller back off
-                raise
-            # the stream broke after it had worked: resume from `revision` on another member
 
 
 async def _list(client: EtcdClient, start: bytes, end: bytes, members: dict[str, ServiceInstance]) -> int:
@@ -62,20 +90,11 @@ async def _list(client: EtcdClient, start: bytes, end: bytes, members: dict[str,
     return revision
 
 
-def _apply(result: dict[str, Any], members: dict[str, ServiceInstance]) -> int:
-    """Apply one watch response's events; the revision of the last one (0 when it had none)."""
-    if int(result.get("compact_revision", 0)):
-        raise _Compacted
-    if result.get("canceled"):
-        reason = result.get("cancel_reason") or "canceled by etcd"
-        raise RegistryUnavailable(f"etcd watch canceled: {reason}")
-    last = 0
-    for event in result.get("events") or ():
+def _apply(events: list[dict[str, Any]], members: dict[str, ServiceInstance]) -> None:
+    for event in events:
         kv = event["kv"]
         key = unb64(kv["key"]).decode()
         if event.get("type") == "DELETE":
             members.pop(key, None)
         else:
             members[key] = keys.decode(kv)
-        last = max(last, int(kv.get("mod_revision", 0)))
-    return last
