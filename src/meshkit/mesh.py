@@ -232,14 +232,20 @@ class ServiceMesh:
         self.client.parts.breakers.forget(service_id)
         return await self.registry.deregister(service_id)
 
-    async def heartbeat(self, service_id: str) -> None:
-        """Refresh the instance's TTL; when this process runs the health checks, a TTL check
-        counts the heartbeat as a pass (other kinds of check ignore it)."""
+    async def heartbeat(self, service_id: str, *, ttl_check: bool | None = None) -> None:
+        """Refresh the instance's TTL and count the heartbeat as its TTL check's pass.
+
+        `ttl_check=True` (the caller knows the instance has a TTL check, as the control plane
+        does): the pass reaches whichever process checks, through the registry when another
+        one does. None (not known): it is reported only where this process checks, whose
+        checker knows its instances' checks (other kinds ignore it). False: no report.
+        """
         await self.registry.heartbeat(service_id)
         health = self.health
-        if health is not None and health.active:
-            with contextlib.suppress(KeyError, ValueError):  # not watched here, or not a TTL check
-                await health.checker.report_ttl(service_id, "pass", "heartbeat")
+        if health is None or ttl_check is False or (ttl_check is None and not health.active):
+            return
+        with contextlib.suppress(KeyError, ValueError):  # gone meanwhile, not watched, or not a TTL check
+            await health.report_ttl(service_id, "pass", "heartbeat")
 
     async def discover(self, service_name: str, use_cache: bool = True) -> Snapshot:
         return await self.registry.discover(service_name, use_cache=use_cache)

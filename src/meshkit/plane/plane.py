@@ -242,19 +242,11 @@ class ControlPlane:
 
     async def heartbeat(self, principal: Principal, service_id: str) -> dict[str, Any]:
         existing = await self._owned(principal, service_id)
-        try:
-            await self.mesh.heartbeat(service_id)
+        ttl_check = existing.check is not None and existing.check.kind == "ttl"
+        try:  # a TTL check's pass goes to the elected plane's checker, wherever that is
+            await self.mesh.heartbeat(service_id, ttl_check=True if ttl_check else None)
         except KeyError:  # UnknownInstance: it expired meanwhile
             raise NotFound(f"service_id: no instance {service_id!r} is registered") from None
-        checks = self.checks  # when it checks here, mesh.heartbeat has already reported the pass
-        if (
-            checks is not None
-            and not checks.active
-            and existing.check is not None
-            and existing.check.kind == "ttl"
-        ):
-            with contextlib.suppress(KeyError, ValueError):
-                await checks.report_ttl(service_id, "pass", "heartbeat")  # to the elected plane
         return {"status": "ok", "service_id": service_id}
 
     async def discover(self, service_name: str, use_cache: bool = True) -> dict[str, Any]:
