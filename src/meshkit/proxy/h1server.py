@@ -20,7 +20,7 @@ import contextlib
 import logging
 from collections import deque
 from http import HTTPStatus
-from typing import cast
+from typing import Any, cast
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 from multidict import CIMultiDict, istr
@@ -92,6 +92,7 @@ class H1ProxyConnection(asyncio.Protocol):
         self.last_active = self.loop.time()
         self._idle_timer: asyncio.TimerHandle | None = None
         self.headers: CIMultiDict[str] = CIMultiDict()  # each request's, from on_headers_complete
+        self.stopped_by: Response | None = None  # a callback's refusal: answered, then the connection closes
         self.on_message_begin()
 
     # -- asyncio.Protocol ----------------------------------------------------------------
@@ -116,18 +117,23 @@ class H1ProxyConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, _Refusal):
-                self._refuse(cause.reply)
+            reply = self.stopped_by  # not exc.__context__: compiled code may chain another exception there
+            if reply is not None:
+                self._refuse(reply)
             else:
-                log.exception("h1 proxy: request callback failed", exc_info=cause)
+                log.exception("h1 proxy: request callback failed", exc_info=exc.__context__)
                 self._refuse(error_reply(500, "InternalError", "the proxy failed reading the request"))
         except HttpParserUpgrade:
             self.closing = True  # the request was queued; what follows is another protocol: not read
-        except HttpParserError as exc:
-            self._refuse(error_reply(400, "BadRequest", f"request: {exc}"))
+        except HttpParserError as malformed:  # a name of its own: see meshkit.native
+            self._refuse(error_reply(400, "BadRequest", f"request: {malformed}"))
 
     # -- httptools callbacks -------------------------------------------------------------
+
+    def _stop(self, reply: Response) -> _Refusal:
+        """The exception a callback raises to answer `reply` and close; `data_received` reads `stopped_by`."""
+        self.stopped_by = reply
+        return _Refusal(reply)
 
     def on_message_begin(self) -> None:
         self.url = b""
@@ -141,7 +147,7 @@ class H1ProxyConnection(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self.url += url
         if len(self.url) > MAX_TARGET:
-            raise _Refusal(error_reply(414, "TargetTooLong", f"target: must be at most {MAX_TARGET} bytes"))
+            raise self._stop(error_reply(414, "TargetTooLong", f"target: must be at most {MAX_TARGET} bytes"))
 
     def on_header(self, name: bytes, value: bytes) -> None:
         size = len(name) + len(value)
@@ -150,7 +156,7 @@ class H1ProxyConnection(asyncio.Protocol):
         if size > MAX_FIELD or total > self.server.max_header_bytes or len(fields) >= MAX_HEADERS:
             detail = (f"headers: at most {MAX_HEADERS} fields, {MAX_FIELD} bytes each and "
                       f"{self.server.max_header_bytes} bytes in all")  # fmt: skip
-            raise _Refusal(error_reply(431, "HeadersTooLarge", detail))
+            raise self._stop(error_reply(431, "HeadersTooLarge", detail))
         try:  # strict UTF-8 first: the same text when it succeeds, at a fraction of the cost
             fields.append((name.decode(), value.decode()))
         except UnicodeDecodeError:
@@ -162,16 +168,16 @@ class H1ProxyConnection(asyncio.Protocol):
             try:
                 check_header_framing(headers, self.parser.get_http_version() != "1.0")
             except UnsafeFraming as exc:
-                raise _Refusal(error_reply(400, "UnsafeFraming", str(exc))) from None
+                raise self._stop(error_reply(400, "UnsafeFraming", str(exc))) from None
             length = headers.get(_CONTENT_LENGTH)
             if length is not None and int(length) > self.server.max_body:
-                raise _Refusal(self.server.too_large())
+                raise self._stop(self.server.too_large())
         url = self.url
         target = url.decode() if url.isascii() else url.decode("utf-8", "surrogateescape")
         try:
             self.route = split_target(target)
-        except (BadRoute, UnsafePath) as exc:
-            self.refusal = error_reply(400, type(exc).__name__, str(exc))
+        except (BadRoute, UnsafePath) as bad:  # a name of its own: see meshkit.native
+            self.refusal = error_reply(400, type(bad).__name__, str(bad))
         if _EXPECT in headers:
             expect = headers[_EXPECT]
             if expect.lower() == "100-continue" and self.transport is not None:
@@ -180,7 +186,7 @@ class H1ProxyConnection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         self.size += len(body)
         if self.size > self.server.max_body:
-            raise _Refusal(self.server.too_large())
+            raise self._stop(self.server.too_large())
         self.chunks.append(body)
 
     def on_message_complete(self) -> None:
@@ -293,7 +299,8 @@ class H1ProxyServer:
         """Listen on `host:port`; the port bound (useful with port 0)."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: H1ProxyConnection(self), host, port, backlog=backlog)
-        return int(self._server.sockets[0].getsockname()[1])
+        sockets: Any = getattr(self._server, "sockets")  # noqa: B009  # uvloop: a list, the stubs say tuple (compiled: checked)
+        return int(sockets[0].getsockname()[1])
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop listening, let answers in flight finish for up to `grace` seconds, close the rest."""

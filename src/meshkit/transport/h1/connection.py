@@ -47,7 +47,7 @@ class H1Connection(asyncio.Protocol):
     """A keep-alive connection to one endpoint; `exchange()` writes a request and awaits its answer."""
 
     __slots__ = ("_chunks", "_head_only", "_headers", "_headers_done", "_loop", "_max_body",
-                 "_parser", "_size", "_status", "_timer", "_waiter", "closed", "got_bytes", "idle_since",
+                 "_parser", "_raised", "_size", "_status", "_timer", "_waiter", "closed", "got_bytes", "idle_since",
                  "label", "poisoned", "transport", "uses")  # fmt: skip
 
     def __init__(self, loop: asyncio.AbstractEventLoop, label: str, max_body: int | None) -> None:
@@ -63,6 +63,7 @@ class H1Connection(asyncio.Protocol):
         self._headers_done = False
         self._head_only = False
         self._status = 0
+        self._raised: BaseException | None = None  # what a parser callback raised
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.poisoned = False
@@ -140,7 +141,7 @@ class H1Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except HttpParserCallbackError as exc:
-            cause = exc.__context__
+            cause, self._raised = self._raised or exc.__context__, None  # see _stop
             if isinstance(cause, _HeadersOnly):
                 self._parser = HttpResponseParser(self)  # llhttp still expects a body: start afresh
                 self._complete(reusable=data.endswith(b"\r\n\r\n"))
@@ -148,8 +149,8 @@ class H1Connection(asyncio.Protocol):
                 self._fail(cause)
             else:
                 self._fail(ConnectionReset(f"{self.label}: bad response: {cause or exc}", self.label))
-        except HttpParserError as exc:
-            self._fail(ConnectionReset(f"{self.label}: malformed response: {exc}", self.label))
+        except HttpParserError as malformed:  # a name of its own: see meshkit.native
+            self._fail(ConnectionReset(f"{self.label}: malformed response: {malformed}", self.label))
 
     def eof_received(self) -> bool | None:
         self._closed_by_peer(None)
@@ -198,24 +199,26 @@ class H1Connection(asyncio.Protocol):
         self._headers_done = True
         self._status = status
         if self._head_only:
-            raise _HeadersOnly
+            raise self._stop(_HeadersOnly())
         if self._max_body is not None:
             for name, value in self._headers:
                 length = name.lower() == "content-length" and value.isdigit()
                 if length and int(value) > self._max_body:
-                    raise self._too_large()
+                    raise self._stop(self._too_large())
 
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
         if self._max_body is not None and self._size > self._max_body:
-            raise self._too_large()
+            raise self._stop(self._too_large())
         self._chunks.append(body)
 
     def on_message_complete(self) -> None:
         if not self._headers_done:
             status = self._parser.get_status_code()
             if status == 101:
-                raise ConnectionReset(f"{self.label}: unrequested protocol upgrade (101)", self.label)
+                raise self._stop(
+                    ConnectionReset(f"{self.label}: unrequested protocol upgrade (101)", self.label)
+                )
             self._headers = []  # a 1xx interim answer is over; the final one follows
             return
         if self._waiter is not None:
@@ -226,6 +229,11 @@ class H1Connection(asyncio.Protocol):
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         self.uses += 1
         self._finish(Exchange(self._status, self._headers, body, reusable))
+
+    def _stop(self, exc: BaseException) -> BaseException:
+        """`exc`, kept for `data_received`: what a callback raises reaches it wrapped by httptools."""
+        self._raised = exc
+        return exc
 
     def _too_large(self) -> ConnectionReset:
         return ConnectionReset(f"response body over {self._max_body} bytes", self.label)
