@@ -45,6 +45,14 @@ NATIVE_MODULES = (
     "meshkit.proxy.framing",
     "meshkit.proxy.h1server",
     "meshkit.proxy.routing",
+    "meshkit.events",
+    "meshkit.observe.propagation",
+    "meshkit.plane.headers",
+    "meshkit.plane.ssrf.address",
+    "meshkit.plane.ssrf.path",
+    "meshkit.plane.calls",
+    "meshkit.plane.api.framing",
+    "meshkit.plane.api.fastcall",
 )
 
 SRC = Path(__file__).resolve().parent.parent  # the directory holding the meshkit package
