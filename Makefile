@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint fmt bench soak system-deps venv native clean
+.PHONY: run test lint fmt bench soak system-deps venv clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -13,17 +13,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# the data path compiled with mypyc, in place (meshkit/native.py); plain Python if it fails
-native: $(STAMP)
-	$(PY) scripts/build_native.py || echo "native build failed: running as plain Python"
-
 system-deps:
 	bash scripts/system-deps.sh
 
-run: $(STAMP) native
+run: $(STAMP)
 	$(VENV)/bin/meshkit serve --demo --data-dir .meshkit
 
-test: system-deps $(STAMP) native
+test: system-deps $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider
 
 lint: $(STAMP)
@@ -35,12 +31,11 @@ fmt: $(STAMP)
 	$(VENV)/bin/ruff check --fix src tests bench
 	$(VENV)/bin/ruff format src tests bench
 
-bench: system-deps $(STAMP) native
+bench: system-deps $(STAMP)
 	for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-soak: system-deps $(STAMP) native
+soak: system-deps $(STAMP)
 	$(PY) -m pytest -q -m soak tests/chaos tests/security
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache src/build src/meshkit/.native-build
-	find src -name '*.so' -delete
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -12,10 +12,6 @@ done
 if python3 -c "import venv, ensurepip" 2>/dev/null; then
   missing=("${missing[@]/python3-venv}")
 fi
-# gcc and Python's headers build the mypyc-compiled data path (make native), when missing.
-command -v gcc >/dev/null 2>&1 || missing+=(gcc)
-python3 -c "import os, sys, sysconfig; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h')))" \
-  || missing+=(python3-dev)
 missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -7,6 +7,7 @@ engines by the other files here; these cases are about the server itself.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,7 +15,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from meshkit.proxy import SidecarProxy
-from meshkit.proxy.h1server import encode_response
+from meshkit.proxy.h1server import H1ProxyConnection, encode_response
 from meshkit.registry.embedded import EmbeddedRegistry
 from meshkit.types import Response, ServiceInstance, ServiceState
 from tests.conftest import StartUpstream
@@ -223,3 +224,25 @@ async def test_the_method_reaches_the_instance_as_sent(upstreams: StartUpstream,
             assert (await client.response())[:3:2] == (200, method.encode())
         finally:
             writer.close()
+
+
+async def test_a_refusal_raised_in_a_parser_callback_survives_an_exception_being_handled(
+    sidecar: tuple[SidecarProxy, Upstream],
+) -> None:
+    # httptools links a callback's exception to its wrapper through __context__, which Python
+    # overwrites when the wrapper is raised while another exception is handled: the refusal must
+    # come from the connection's own record, or an oversized request would be answered 500.
+    proxy, _ = sidecar
+    assert proxy.h1_server is not None
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    conn = H1ProxyConnection(proxy.h1_server)
+    await loop.connect_accepted_socket(lambda: conn, ours)
+    reader, writer = await asyncio.open_connection(sock=theirs)
+    try:
+        raise KeyError("being handled while the request arrives")
+    except KeyError:
+        conn.data_received(b"GET /up/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    status, _, body = await RawClient(reader, writer).response()
+    writer.close()
+    assert status == 414, body

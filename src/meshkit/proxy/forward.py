@@ -77,6 +77,6 @@ async def forward(
         response = await client.call(call)
     except (DeadlineExceeded, RequestTimeout) as exc:
         return error_reply(504, type(exc).__name__, str(exc))
-    except MeshError as refused:  # a name of its own: see meshkit.native
-        return error_reply(503, type(refused).__name__, str(refused))
+    except MeshError as exc:
+        return error_reply(503, type(exc).__name__, str(exc))
     return Response(response.status, without_hop_by_hop(response.headers), response.body)

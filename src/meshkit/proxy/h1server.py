@@ -20,7 +20,7 @@ import contextlib
 import logging
 from collections import deque
 from http import HTTPStatus
-from typing import Any, cast
+from typing import cast
 
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpRequestParser
 from multidict import CIMultiDict, istr
@@ -117,7 +117,7 @@ class H1ProxyConnection(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except HttpParserCallbackError as exc:
-            reply = self.stopped_by  # not exc.__context__: compiled code may chain another exception there
+            reply = self.stopped_by  # our own record: not httptools' __context__, which Python may overwrite
             if reply is not None:
                 self._refuse(reply)
             else:
@@ -125,8 +125,8 @@ class H1ProxyConnection(asyncio.Protocol):
                 self._refuse(error_reply(500, "InternalError", "the proxy failed reading the request"))
         except HttpParserUpgrade:
             self.closing = True  # the request was queued; what follows is another protocol: not read
-        except HttpParserError as malformed:  # a name of its own: see meshkit.native
-            self._refuse(error_reply(400, "BadRequest", f"request: {malformed}"))
+        except HttpParserError as exc:
+            self._refuse(error_reply(400, "BadRequest", f"request: {exc}"))
 
     # -- httptools callbacks -------------------------------------------------------------
 
@@ -176,8 +176,8 @@ class H1ProxyConnection(asyncio.Protocol):
         target = url.decode() if url.isascii() else url.decode("utf-8", "surrogateescape")
         try:
             self.route = split_target(target)
-        except (BadRoute, UnsafePath) as bad:  # a name of its own: see meshkit.native
-            self.refusal = error_reply(400, type(bad).__name__, str(bad))
+        except (BadRoute, UnsafePath) as exc:
+            self.refusal = error_reply(400, type(exc).__name__, str(exc))
         if _EXPECT in headers:
             expect = headers[_EXPECT]
             if expect.lower() == "100-continue" and self.transport is not None:
@@ -299,8 +299,7 @@ class H1ProxyServer:
         """Listen on `host:port`; the port bound (useful with port 0)."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: H1ProxyConnection(self), host, port, backlog=backlog)
-        sockets: Any = getattr(self._server, "sockets")  # noqa: B009  # uvloop: a list, the stubs say tuple (compiled: checked)
-        return int(sockets[0].getsockname()[1])
+        return int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self, grace: float = 5.0) -> None:
         """Stop listening, let answers in flight finish for up to `grace` seconds, close the rest."""

@@ -121,12 +121,10 @@ class RetryLayer:
                     raise
                 last = exc
                 continue
-            except (RequestTimeout, ConnectionReset) as broken:  # a name of its own: see meshkit.native
-                if not is_idempotent(request) or not await self._may_retry(
-                    request, type(broken).__name__, broken
-                ):
+            except (RequestTimeout, ConnectionReset) as exc:
+                if not is_idempotent(request) or not await self._may_retry(request, type(exc).__name__, exc):
                     raise
-                last = broken
+                last = exc
                 continue
             status = response.status
             policy = self.policy  # policy.retries_status(status), inlined: this runs on every call

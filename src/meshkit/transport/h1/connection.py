@@ -149,8 +149,8 @@ class H1Connection(asyncio.Protocol):
                 self._fail(cause)
             else:
                 self._fail(ConnectionReset(f"{self.label}: bad response: {cause or exc}", self.label))
-        except HttpParserError as malformed:  # a name of its own: see meshkit.native
-            self._fail(ConnectionReset(f"{self.label}: malformed response: {malformed}", self.label))
+        except HttpParserError as exc:
+            self._fail(ConnectionReset(f"{self.label}: malformed response: {exc}", self.label))
 
     def eof_received(self) -> bool | None:
         self._closed_by_peer(None)
@@ -231,7 +231,8 @@ class H1Connection(asyncio.Protocol):
         self._finish(Exchange(self._status, self._headers, body, reusable))
 
     def _stop(self, exc: BaseException) -> BaseException:
-        """`exc`, kept for `data_received`: what a callback raises reaches it wrapped by httptools."""
+        """`exc`, kept for `data_received`: a callback's exception reaches it wrapped by httptools, and
+        the wrapper's `__context__` link is overwritten if it is raised while another is handled."""
         self._raised = exc
         return exc
 
