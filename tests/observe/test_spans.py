@@ -149,4 +149,9 @@ def test_fast_getters_read_what_the_sdks_properties_read(failed: bool) -> None:
     assert ended.events == ReadableSpan.events.fget(ended) and isinstance(ended.events, tuple)
     assert ended.links == ReadableSpan.links.fget(ended) == ()
     assert len(ended.events) == int(failed)
+    for field in ("parent", "dropped_attributes", "dropped_events", "dropped_links"):
+        assert getattr(ended, field) == getattr(ReadableSpan, field).fget(ended), field
+    assert ended.get_span_context() is ReadableSpan.get_span_context(ended) is ended.context
+    child = s.start("attempt users", span)
+    assert child.parent is ReadableSpan.parent.fget(child) is span.context
     assert json.loads(ended.to_json())["name"] == "call users"  # the SDK's own serialiser still reads it

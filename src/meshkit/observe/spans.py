@@ -218,6 +218,14 @@ class ClientSpan(ReadableSpan):
             return parent._built_context or parent._span_context()  # type: ignore[union-attr]
         return parent  # type: ignore[return-value]  # a remote SpanContext, or None
 
+    # The same read in one frame, not two (the SDK's `parent` property reads `_parent`).
+    parent = _parent  # type: ignore[assignment]
+
+    # A ClientSpan never drops anything: what an OTLP exporter asks, as constants, not properties.
+    dropped_attributes = 0  # type: ignore[assignment]
+    dropped_events = 0  # type: ignore[assignment]
+    dropped_links = 0  # type: ignore[assignment]
+
     def _span_context(self) -> SpanContext:
         """Build (and keep) the span's context: SpanContext.__new__'s own tuple, without its validation.
 
@@ -237,7 +245,7 @@ class ClientSpan(ReadableSpan):
         return context
 
     def get_span_context(self) -> SpanContext:
-        return self.context
+        return self._built_context or self._span_context()
 
     def set_attribute(self, key: str, value: Any) -> None:
         attributes = self._attributes
