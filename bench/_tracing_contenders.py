@@ -26,12 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from _nginx import LocalNginx
 from _rounds import Contender
+from meshkit.observe.wire_exporter import WireOTLPSpanExporter
 
 SERVICE = "bench"
 OTLP_LOCATION = '        location = /v1/traces { return 200 ""; }'
@@ -73,8 +73,8 @@ class CountingExporter(SpanExporter):
         return None
 
 
-class CountingOTLPExporter(OTLPSpanExporter):
-    """The OpenTelemetry OTLP/HTTP exporter, counting the spans the endpoint accepted."""
+class CountingOTLPExporter(WireOTLPSpanExporter):
+    """The exporter `otlp_exporter` builds (OTLP/HTTP, meshkit's wire encoder), counting the spans accepted."""
 
     def __init__(self, endpoint: str) -> None:
         super().__init__(endpoint=endpoint, timeout=5)
