@@ -12,6 +12,7 @@ aiohttp when the client's CPU is the bottleneck (the issue's target is >= 0.85).
     .venv/bin/python bench/callgrind_client.py --only mesh --port 8080   # an nginx already running
     .venv/bin/python bench/callgrind_client.py --tracing 1.0 0.0 --transport h1   # tracing's cost
     .venv/bin/python bench/callgrind_client.py --tracing 1.0 --exporter count     # spans not read
+    .venv/bin/python bench/callgrind_client.py --tracing 1.0 --exporter otlp      # OTLP/HTTP export
 
 `--tracing RATIO...` measures the meshkit client with tracing off and with a `Tracer` at
 each sampling ratio (its spans exported as bench_tracing.py does: the tracer's batch
@@ -74,7 +75,7 @@ async def _work(mode: str, n: int, port: int) -> None:
         from meshkit import Request
         from meshkit.client import MeshClient
 
-        client = MeshClient.static({"bench": [("127.0.0.1", port)]}, **_mesh_options(mode))
+        client = MeshClient.static({"bench": [("127.0.0.1", port)]}, **_mesh_options(mode, port))
 
         async def call() -> None:
             resp = await client.call(Request("GET", "/", service="bench"))
@@ -92,17 +93,27 @@ async def _work(mode: str, n: int, port: int) -> None:
     await close()
 
 
-def _mesh_options(mode: str) -> dict[str, object]:
+def _mesh_options(mode: str, port: int) -> dict[str, object]:
     if mode == "mesh":
         return {}
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace.export import SpanExporter
+
     from _tracing_contenders import CountingExporter, CountingMemoryExporter
     from meshkit.observe.tracing import Tracer
+    from meshkit.observe.wire_exporter import WireOTLPSpanExporter
     from meshkit.transport.h1 import H1Transport
 
     _, transport, ratio, exporter = mode.split(":")
     options: dict[str, object] = {"transport": H1Transport() if transport == "h1" else None}
     if ratio != "off":
-        chosen = CountingExporter() if exporter == "count" else CountingMemoryExporter()
+        endpoint = f"http://127.0.0.1:{port}/v1/traces"  # the nginx answers 200 to any POST
+        chosen: SpanExporter = {
+            "count": CountingExporter,
+            "read": CountingMemoryExporter,
+            "otlp": lambda: WireOTLPSpanExporter(endpoint=endpoint, timeout=5),
+            "otlp-sdk": lambda: OTLPSpanExporter(endpoint=endpoint, timeout=5),
+        }[exporter]()
         options["tracer"] = Tracer("bench", sample_ratio=float(ratio), exporters=[chosen])
     return options
 
@@ -154,9 +165,10 @@ def main() -> None:
     parser.add_argument("--transport", choices=("aiohttp", "h1"), default="aiohttp", help="with --tracing")
     parser.add_argument(
         "--exporter",
-        choices=("read", "count"),
+        choices=("read", "count", "otlp", "otlp-sdk"),
         default="read",
-        help="with --tracing: an exporter reading every field (default), or one only counting spans",
+        help="with --tracing: an exporter reading every field (default), one only counting spans, or "
+        "OTLP/HTTP to the local nginx with meshkit's wire encoder (otlp_exporter's) or the SDK's",
     )
     args = parser.parse_args()
     if args.worker:
