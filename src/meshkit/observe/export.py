@@ -8,7 +8,8 @@ The embedded trace store serves a small mesh; a deployment that outgrows it poin
 Spans are sent as OTLP/HTTP protobuf (the OpenTelemetry exporter, its request written by
 `meshkit.observe.otlp_wire` at about an eighth of the SDK encoder's CPU per span) from
 meshkit's `BatchingSpanProcessor`, so export runs on a background thread in batches and
-never on the data path; under the GIL that thread's CPU is still the process's. A base URL with no path gets the standard `/v1/traces` appended.
+never on the data path; under the GIL that thread's CPU is still the process's. A base URL
+with no path gets the standard `/v1/traces` appended.
 """
 
 from __future__ import annotations

@@ -46,10 +46,7 @@ _EXPECT = istr("Expect")
 
 
 class _Refusal(Exception):
-    """Raised in a parser callback: answer `reply` and close the connection."""
-
-    def __init__(self, reply: Response) -> None:
-        self.reply = reply
+    """Raised in a parser callback (by `_stop`, which records the answer): answer it and close."""
 
 
 class _Pending:
@@ -133,7 +130,7 @@ class H1ProxyConnection(asyncio.Protocol):
     def _stop(self, reply: Response) -> _Refusal:
         """The exception a callback raises to answer `reply` and close; `data_received` reads `stopped_by`."""
         self.stopped_by = reply
-        return _Refusal(reply)
+        return _Refusal()
 
     def on_message_begin(self) -> None:
         self.url = b""
