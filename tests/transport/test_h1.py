@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import socket
 
 import pytest
 from aiohttp import web
@@ -22,6 +23,7 @@ from meshkit.clock import SYSTEM_CLOCK
 from meshkit.plane.ssrf import UnsafeConnect, is_unsafe_connect, unsafe_ip_reason
 from meshkit.transport.base import DEADLINE_HEADER
 from meshkit.transport.h1 import H1Transport, UnsafeRequest
+from meshkit.transport.h1.connection import H1Connection
 from tests.conftest import StartUpstream
 from tests.support.servers import free_port, hang, reset, status
 from tests.transport.scripted import Conn, answer_each, read_request, scripted
@@ -542,3 +544,26 @@ def test_options_are_validated() -> None:
     ]:
         with pytest.raises(ValueError, match=f"^{field}: must"):
             H1Transport(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_a_head_answer_ends_at_its_headers_while_another_exception_is_handled() -> None:
+    # httptools links a callback's exception to its wrapper through __context__, which Python
+    # overwrites when the wrapper is raised while another exception is handled: the connection
+    # must know a HEAD answer ended at its headers from its own record, not report a bad response.
+    loop = asyncio.get_running_loop()
+    ours, theirs = socket.socketpair()
+    conn = H1Connection(loop, "up-1", None)
+    await loop.connect_accepted_socket(lambda: conn, ours)
+    reader, writer = await asyncio.open_connection(sock=theirs)
+    try:
+        answer = conn.exchange(b"HEAD / HTTP/1.1\r\nHost: a\r\n\r\n", None, True, 5.0)
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HEAD / ")
+        try:
+            raise KeyError("being handled while the answer arrives")
+        except KeyError:
+            conn.data_received(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+        exchange = await answer
+        assert (exchange.status, exchange.body, exchange.reusable) == (200, b"", True)
+    finally:
+        conn.close()
+        writer.close()
