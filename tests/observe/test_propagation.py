@@ -277,7 +277,7 @@ def test_data_path_headers_equal_the_generic_injection_for_every_choice(
     propagator.inject(generic, context_with(sampled, state))
     fast = propagator.with_trace_headers(CIMultiDict(), TID, SID, int(sampled), None, state)
     assert sorted(fast.items()) == sorted(generic.items())
-    child = propagator.with_trace_headers(CIMultiDict(), TID, SID, int(sampled), "4" * 16, state)
+    child = propagator.with_trace_headers(CIMultiDict(), TID, SID, int(sampled), 0x4444444444444444, state)
     assert child["X-Parent-Span-Id"] == "4" * 16 if "seed" in inject else "X-Parent-Span-Id" not in child
     assert "x-trace-id" in child if "seed" in inject else "traceparent" in child  # case-insensitive keys
 
@@ -292,7 +292,7 @@ def test_data_path_copies_and_rewrites_any_format_the_caller_sent() -> None:
             "X-B3-SpanId": "3" * 16,
         }
     )
-    out = MeshPropagator().with_trace_headers(original, TID, SID, 1, "4" * 16)
+    out = MeshPropagator().with_trace_headers(original, TID, SID, 1, 0x4444444444444444)
     assert out["b3"] == f"{TID}-{SID}-1"
     assert (out["X-B3-TraceId"], out["X-B3-SpanId"], out["X-B3-ParentSpanId"]) == (TID, SID, "4" * 16)
     assert out["traceparent"] == f"00-{TID}-{SID}-01" and "X-Parent-Span-Id" not in out
@@ -326,7 +326,7 @@ def test_a_trace_goes_on_in_the_dialect_it_arrived_in(arrived: dict[str, str], e
     propagator = MeshPropagator()
     token = attach(propagator.extract(CIMultiDict(arrived)))
     try:
-        fast = propagator.with_trace_headers(CIMultiDict(), TID, SID, 1, "4" * 16)
+        fast = propagator.with_trace_headers(CIMultiDict(), TID, SID, 1, 0x4444444444444444)
         generic: CIMultiDict[str] = CIMultiDict()
         propagator.inject(generic)  # the current span: the caller's, as extracted
     finally:

@@ -298,13 +298,13 @@ class MeshPropagator(TextMapPropagator):
         sc = span.get_span_context()
         if sc.is_valid:
             parent: SpanContext | None = getattr(span, "parent", None)
-            parent_hex = None if parent is None else span_hex(parent.span_id)
+            parent_id = None if parent is None else parent.span_id
             tid, sid = trace_hex(sc.trace_id), span_hex(sc.span_id)
             chosen = self._chosen
             arrived = (get_current() if context is None else context).get(ARRIVED_FORMAT_KEY)
             if isinstance(arrived, str) and arrived not in chosen:
                 chosen = chosen | {arrived}
-            for key, value in _pairs(chosen, tid, sid, sc.trace_flags, parent_hex, sc.trace_state):
+            for key, value in _pairs(chosen, tid, sid, sc.trace_flags, parent_id, sc.trace_state):
                 setter.set(carrier, key, value)
         if self._baggage:
             _BAGGAGE.inject(carrier, context, setter)
@@ -315,7 +315,7 @@ class MeshPropagator(TextMapPropagator):
         trace_hex: str,
         span_hex: str,
         flags: int,
-        parent_span_hex: str | None = None,
+        parent_span_id: int | None = None,
         trace_state: TraceState | None = None,
     ) -> CIMultiDict[str]:
         """The data path's injection: a copy of `headers` with this span's trace headers and the baggage.
@@ -338,7 +338,7 @@ class MeshPropagator(TextMapPropagator):
                 (_TRACEPARENT_KEY, f"00-{trace_hex}-{span_hex}-{_HEX_BYTE[flags & 0xFF]}")
             ]
         else:
-            pairs = _pairs(chosen, trace_hex, span_hex, flags, parent_span_hex, trace_state)
+            pairs = _pairs(chosen, trace_hex, span_hex, flags, parent_span_id, trace_state)
         if self._baggage and ctx:
             carrier: dict[str, str] = {}
             _BAGGAGE.inject(carrier)
@@ -355,11 +355,12 @@ def _pairs(
     tid: str,
     sid: str,
     flags: int,
-    parent: str | None,
+    parent_id: int | None,
     trace_state: TraceState | None,
 ) -> list[tuple[str, str]]:
     flags_hex = _HEX_BYTE[flags & 0xFF]
     pairs: list[tuple[str, str]] = []
+    parent = None if parent_id is None else span_hex(parent_id)
     if "tracecontext" in formats:
         pairs.append((_TRACEPARENT_KEY, f"00-{tid}-{sid}-{flags_hex}"))
         if trace_state:

@@ -11,8 +11,9 @@ span. Sampling is the SDK's `ParentBased(TraceIdRatioBased(ratio))` rule compute
 a child follows its parent's sampled bit; a root is kept when the low 64 bits of its
 trace id fall under `ratio * 2**64`. Processors see `on_end` only (no `on_start`): the
 SDK's batch and simple processors need no more. Ids come from `random.getrandbits`, as
-the SDK's generator; their hex forms (for headers and the seed's `trace_id`) are made
-once per span, with `int.to_bytes().hex()` (a third of an f-string's cost).
+the SDK's generator. A trace id's hex form (the seed's `trace_id`, headers) is made once per
+trace and a span id's only where it goes out (the attempt's `traceparent`), with
+`int.to_bytes().hex()` (a third of an f-string's cost): a call span's id never needs one.
 """
 
 from __future__ import annotations
@@ -88,55 +89,83 @@ class SpanSink:
         self.scope = scope
         self.bound = round(ratio * (_LOW_64 + 1))  # as TraceIdRatioBased.get_bound_for_rate
 
-    def start(self, name: str, parent: SpanContext | ClientSpan | None) -> ClientSpan:
-        """A new span, child of `parent` (a root when it is None or invalid), started now."""
+    def start(
+        self, name: str, parent: SpanContext | ClientSpan | None, attributes: dict[str, Any] | None = None
+    ) -> ClientSpan:
+        """A new span, child of `parent` (a root when it is None or invalid), started now.
+
+        `attributes`, when the span is sampled, become its attributes: the dict itself is kept,
+        so what the caller writes into it later is the span's too.
+        """
         span = _new_span(ClientSpan)  # its fields set here: one call per span, not two
         if parent is None or not parent.is_valid:
             span.trace_id = trace_id = _getrandbits(128) or 1
             span.trace_hex = trace_id.to_bytes(16, "big").hex()
-            span.trace_flags = RANDOM_TRACE_ID | (SAMPLED if trace_id & _LOW_64 < self.bound else 0)
+            span.trace_flags = flags = RANDOM_TRACE_ID | (SAMPLED if trace_id & _LOW_64 < self.bound else 0)
             span.trace_state = None
-            parent = None  # an invalid one is no parent
+            span.parent_span_id = parent = None  # an invalid one is no parent
         elif parent.__class__ is ClientSpan:
             span.trace_id = parent.trace_id
             span.trace_hex = parent.trace_hex  # type: ignore[union-attr]
-            span.trace_flags = parent.trace_flags & _KEPT_FLAGS
+            span.trace_flags = flags = parent.trace_flags & _KEPT_FLAGS
             span.trace_state = parent.trace_state
+            span.parent_span_id = parent.span_id
         else:
             span.trace_id = parent.trace_id
             span.trace_hex = parent.trace_id.to_bytes(16, "big").hex()
-            span.trace_flags = parent.trace_flags & _KEPT_FLAGS
+            span.trace_flags = flags = parent.trace_flags & _KEPT_FLAGS
             span.trace_state = parent.trace_state
+            span.parent_span_id = parent.span_id
         span._parent_span = parent
-        span.span_id = span_id = _getrandbits(64) or 1
-        span.span_hex = span_id.to_bytes(8, "big").hex()  # every span's goes out, as its own or a parent's
+        span.span_id = _getrandbits(64) or 1  # its hex form is made where it goes out (`span_hex`)
         span._sink = self
-        span._name = name
+        span.name = name
         span._built_context = None
-        span._start_time = _time_ns() if span.trace_flags & SAMPLED else 0  # an unsampled span has no times
-        span._end_time = None
-        span._attributes = _NO_ATTRIBUTES  # a dict of its own from the first one set
+        span.end_time = None
+        span.status = _UNSET
+        span.events = ()
+        span.resource = self.resource
+        span.instrumentation_scope = self.scope
+        if flags & SAMPLED:
+            span.start_time = _time_ns()
+            if attributes is not None:
+                span._attributes = attributes
+                span.attributes = MappingProxyType(attributes)
+                return span
+        else:
+            span.start_time = 0  # an unsampled span has no times
+        span._attributes = span.attributes = _NO_ATTRIBUTES  # a dict of its own from the first one set
         return span
 
 
 class ClientSpan(ReadableSpan):
     """One CLIENT span written by one layer; on `end()`, when its trace is sampled, it is exported as is.
 
-    Made by `SpanSink.start` (the base `__init__` is never called: the sink sets every field
-    it would). Write attributes with `set_attribute` / `set_attributes` (`attributes` is the
-    SDK's read-only view). The underscored fields are the ones `ReadableSpan` reads.
+    Made by `SpanSink.start` (the base `__init__` is never called: the sink sets every field).
+    Write attributes with `set_attribute` / `set_attributes`; `attributes` is a read-only
+    view of them, as the SDK's.
     """
 
+    # What exporters read, every span, on their thread, are slots of the names the SDK's
+    # properties have (a slot read is a fifth of a property's: the SDK's are Python
+    # functions, one frame per field per span) or class constants; the underscored names the
+    # SDK's own methods read (`to_json`) are aliases below. `attributes` is the read-only view
+    # the SDK's property builds per read, built once when the attributes are first set.
     __slots__ = (
         "_attributes",
         "_built_context",
-        "_end_time",
-        "_name",
         "_parent_span",
         "_sink",
-        "_start_time",
-        "span_hex",
+        "attributes",
+        "end_time",
+        "events",
+        "instrumentation_scope",
+        "name",
+        "parent_span_id",
+        "resource",
         "span_id",
+        "start_time",
+        "status",
         "trace_flags",
         "trace_hex",
         "trace_id",
@@ -144,78 +173,81 @@ class ClientSpan(ReadableSpan):
     )
 
     is_valid = True
-    _kind = SpanKind.CLIENT
+    kind = _kind = SpanKind.CLIENT
+    links = _links = ()
     _instrumentation_info = None
-    _links = ()
-    _events: Sequence[Event] = ()  # a tuple of its own once an exception is recorded
-    _status = _UNSET
     _attributes: Mapping[str, Any]
     _built_context: SpanContext | None
-    _end_time: int | None
     _parent_span: SpanContext | ClientSpan | None
     _sink: SpanSink
-    _start_time: int
-    span_hex: str
+    attributes: Mapping[str, Any]  # type: ignore[assignment]
+    end_time: int | None  # type: ignore[assignment]
+    events: Sequence[Event]  # type: ignore[assignment]  # a tuple of its own once an exception is recorded
+    instrumentation_scope: InstrumentationScope  # type: ignore[assignment]
+    name: str  # type: ignore[assignment]
+    resource: Resource  # type: ignore[assignment]
+    parent_span_id: int | None
     span_id: int
+    start_time: int  # type: ignore[assignment]
+    status: Status  # type: ignore[assignment]
     trace_flags: int
     trace_hex: str
     trace_id: int
     trace_state: TraceState | None
 
-    @property  # read from the sink when exported, not stored per span
-    def _resource(self) -> Resource:  # type: ignore[override]
-        return self._sink.resource
-
-    @property
-    def _instrumentation_scope(self) -> InstrumentationScope:  # type: ignore[override]
-        return self._sink.scope
-
-    # What exporters read, as C-level getters: the SDK's properties are Python functions, one
-    # frame per field per span on the export thread (~400 instructions each, callgrind), and
-    # an exporter reads ten of them. Same values: `events` and `links` are kept as tuples.
-    name = property(attrgetter("_name"))  # type: ignore[assignment]
-    kind = property(attrgetter("_kind"))  # type: ignore[assignment]
-    start_time = property(attrgetter("_start_time"))  # type: ignore[assignment]
-    end_time = property(attrgetter("_end_time"))  # type: ignore[assignment]
-    status = property(attrgetter("_status"))  # type: ignore[assignment]
-    events = property(attrgetter("_events"))  # type: ignore[assignment]
-    links = property(attrgetter("_links"))  # type: ignore[assignment]
-    resource = property(attrgetter("_sink.resource"))  # type: ignore[assignment]
-    instrumentation_scope = property(attrgetter("_sink.scope"))  # type: ignore[assignment]
+    # The fields under the names ReadableSpan's own methods read.
+    _name = property(attrgetter("name"))
+    _start_time = property(attrgetter("start_time"))
+    _end_time = property(attrgetter("end_time"))
+    _status = property(attrgetter("status"))
+    _events = property(attrgetter("events"))
+    _resource = property(attrgetter("resource"))
+    _instrumentation_scope = property(attrgetter("instrumentation_scope"))
 
     @property
     def sampled(self) -> bool:
         return bool(self.trace_flags & SAMPLED)
 
     @property
-    def parent_span_id(self) -> int | None:
-        parent = self._parent_span
-        return None if parent is None else parent.span_id
+    def span_hex(self) -> str:
+        return span_hex(self.span_id)
 
     @property
     def parent_span_hex(self) -> str | None:
-        parent = self._parent_span
-        if parent is None:
-            return None
-        return parent.span_hex if isinstance(parent, ClientSpan) else span_hex(parent.span_id)
+        parent_id = self.parent_span_id
+        return None if parent_id is None else span_hex(parent_id)
 
-    @property
-    def context(self) -> SpanContext:
-        """The span's OpenTelemetry `SpanContext` (built once, when first asked for)."""
-        return self._built_context or self._span_context()
+    def get_span_context(self) -> SpanContext:
+        """The span's OpenTelemetry `SpanContext`, built when first asked for and kept.
 
-    # ReadableSpan's fields for its context and its parent's, built when an exporter first reads
-    # them (on its thread), not per span on the data path: a span an exporter keeps without
-    # reading them (the in-memory one) holds no SpanContext objects for the GC to walk.
-    @property
-    def _context(self) -> SpanContext:  # type: ignore[override]
-        return self._built_context or self._span_context()
+        Built on the exporter's thread, not per span on the data path: a span an exporter
+        keeps without reading it (the in-memory one) holds no SpanContext for the GC to
+        walk. It is SpanContext.__new__'s own tuple without its validation: the ids are
+        known valid (non-zero, in range) and trace_state is never None;
+        tests/observe/test_spans.py checks it equals SpanContext(...) field for field.
+        """
+        context = self._built_context
+        if context is None:
+            state = self.trace_state
+            fields = (
+                self.trace_id,
+                self.span_id,
+                False,
+                _TRACE_FLAGS[self.trace_flags],
+                state or _NO_STATE,
+                True,
+            )
+            context = self._built_context = tuple.__new__(SpanContext, fields)
+        return context
+
+    # ReadableSpan's fields for its context and its parent's, read by exporters and `to_json`.
+    context = _context = property(get_span_context)  # type: ignore[assignment]
 
     @property
     def _parent(self) -> SpanContext | None:  # type: ignore[override]
         parent = self._parent_span
         if parent.__class__ is ClientSpan:
-            return parent._built_context or parent._span_context()  # type: ignore[union-attr]
+            return parent._built_context or parent.get_span_context()  # type: ignore[union-attr]
         return parent  # type: ignore[return-value]  # a remote SpanContext, or None
 
     # The same read in one frame, not two (the SDK's `parent` property reads `_parent`).
@@ -226,31 +258,11 @@ class ClientSpan(ReadableSpan):
     dropped_events = 0  # type: ignore[assignment]
     dropped_links = 0  # type: ignore[assignment]
 
-    def _span_context(self) -> SpanContext:
-        """Build (and keep) the span's context: SpanContext.__new__'s own tuple, without its validation.
-
-        The ids are known valid (non-zero, in range) and trace_state is never None;
-        tests/observe/test_spans.py checks it equals SpanContext(...) field for field.
-        """
-        state = self.trace_state
-        fields = (
-            self.trace_id,
-            self.span_id,
-            False,
-            _TRACE_FLAGS[self.trace_flags],
-            state or _NO_STATE,
-            True,
-        )
-        context = self._built_context = tuple.__new__(SpanContext, fields)
-        return context
-
-    def get_span_context(self) -> SpanContext:
-        return self._built_context or self._span_context()
-
     def set_attribute(self, key: str, value: Any) -> None:
         attributes = self._attributes
         if attributes is _NO_ATTRIBUTES:
-            self._attributes = {key: value}
+            self._attributes = attributes = {key: value}
+            self.attributes = MappingProxyType(attributes)
         else:
             attributes[key] = value  # type: ignore[index]
 
@@ -258,11 +270,12 @@ class ClientSpan(ReadableSpan):
         """Add `attributes`; the span keeps the dict itself (no copy) when it has none yet."""
         if self._attributes is _NO_ATTRIBUTES:
             self._attributes = attributes
+            self.attributes = MappingProxyType(attributes)
         else:
             self._attributes.update(attributes)  # type: ignore[attr-defined]
 
     def set_error(self, description: str | None = None) -> None:
-        self._status = _ERROR if description is None else Status(StatusCode.ERROR, description)
+        self.status = _ERROR if description is None else Status(StatusCode.ERROR, description)
 
     def record_exception(self, exc: BaseException) -> None:
         """An "exception" event with the attributes the SDK's `Span.record_exception` writes."""
@@ -279,10 +292,10 @@ class ClientSpan(ReadableSpan):
                 "exception.escaped": "False",
             },
         )
-        self._events = (*self._events, event)
+        self.events = (*self.events, event)
 
     def end(self) -> None:
         if not self.trace_flags & SAMPLED:
             return
-        self._end_time = _time_ns()
+        self.end_time = _time_ns()
         self._sink.on_end(self)

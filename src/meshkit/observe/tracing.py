@@ -38,7 +38,6 @@ from meshkit.observe.propagation import (
     DEFAULT_PROPAGATOR,
     MeshPropagator,
     current_context,
-    span_hex,
     trace_hex,
 )
 from meshkit.observe.spans import RANDOM_TRACE_ID, SAMPLED, ClientSpan, SpanPipeline, SpanSink
@@ -146,18 +145,19 @@ class CallSpanLayer:
         if parent is None and (current := current_context()):  # a server span, when there is one
             parent = trace.get_current_span(current).get_span_context()
         service = request.service
-        span = self._start(self._names.get(service) or _name(self._names, "call ", service), parent)
+        attributes: dict[str, Any] = {
+            "meshkit.service": service,
+            "http.request.method": request.method,
+            "url.path": request.path,
+        }  # kept by the span when sampled: the writes below go to it
+        span = self._start(
+            self._names.get(service) or _name(self._names, "call ", service), parent, attributes
+        )
         ctx = request.context
         ctx[TRACE_ID_KEY] = span.trace_hex
         ctx[CALL_SPAN_KEY] = span
         if not span.trace_flags & SAMPLED:
             return await self.inner(request)  # nothing to record: the attempts only send its ids
-        attributes: dict[str, Any] = {
-            "meshkit.service": service,
-            "http.request.method": request.method,
-            "url.path": request.path,
-        }
-        span.set_attributes(attributes)  # kept as is by the new span: the writes below go to it
         try:
             response = await self.inner(request)
         except BaseException as exc:
@@ -200,9 +200,9 @@ class AttemptSpanLayer:
             request.headers = self._inject(
                 original,
                 parent.trace_hex if isinstance(parent, ClientSpan) else trace_hex(parent.trace_id),
-                span_hex(_getrandbits(64) or 1),
+                (_getrandbits(64) or 1).to_bytes(8, "big").hex(),
                 parent.trace_flags & _PROPAGATED_FLAGS,
-                parent.span_hex if isinstance(parent, ClientSpan) else span_hex(parent.span_id),
+                parent.span_id,
                 parent.trace_state,
             )
             try:
@@ -210,13 +210,24 @@ class AttemptSpanLayer:
             finally:
                 request.headers = original
         service = request.service
-        span = self._start(self._names.get(service) or _name(self._names, "attempt ", service), parent)
-        sampled = span.trace_flags & SAMPLED
-        attributes = _attempt_attributes(request, attempt) if sampled else {}
-        if sampled:
-            span.set_attributes(attributes)  # kept as is by the new span: the writes below go to it
+        name = self._names.get(service) or _name(self._names, "attempt ", service)
+        if parent is not None and parent.is_valid:  # a sampled parent's child (an unsampled one's went above)
+            attributes = _attempt_attributes(request, attempt)
+            span = self._start(name, parent, attributes)
+            sampled = SAMPLED
+        else:  # a root (no call span above): sampled or not by its own trace id
+            span = self._start(name, parent)
+            sampled = span.trace_flags & SAMPLED
+            attributes = _attempt_attributes(request, attempt) if sampled else {}
+            if sampled:
+                span.set_attributes(attributes)
         request.headers = self._inject(
-            original, span.trace_hex, span.span_hex, span.trace_flags, span.parent_span_hex, span.trace_state
+            original,
+            span.trace_hex,
+            span.span_id.to_bytes(8, "big").hex(),
+            span.trace_flags,
+            span.parent_span_id,
+            span.trace_state,
         )
         try:
             response = await self.inner(request)
