@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pytest
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, TraceFlags
 
 from meshkit.observe.batch import BatchingSpanProcessor
+from meshkit.observe.spans import SpanSink
 from meshkit.observe.tracing import AttemptSpanLayer, CallSpanLayer, Tracer
 from meshkit.service import Service
 from meshkit.stack import Stack
@@ -21,6 +23,7 @@ from meshkit.transport.mock import MockTransport
 from meshkit.types import Request, Response, ServiceInstance
 
 WAIT = 10.0  # seconds: a bound on waiting for the worker thread, never a timing assertion
+SCOPE = InstrumentationScope("meshkit")
 NEVER = 3_600_000  # a schedule delay that does not elapse during a test
 RESOURCE = Resource({"service.name": "caller"})  # given: ReadableSpan would otherwise detect one per span
 
@@ -60,43 +63,61 @@ def span(n: int, *, sampled: bool = True) -> ReadableSpan:
     return ReadableSpan(name=f"s{n}", context=context, resource=RESOURCE)
 
 
-def test_a_full_batch_wakes_the_worker_and_goes_out_in_batch_size_pieces() -> None:
+VIA = ("on_end", "lane")  # an SDK span through on_end; a ClientSpan appending itself to the queue
+
+
+def ender(via: str, processor: BatchingSpanProcessor) -> Callable[..., None]:
+    """End span number n (named "s<n>") into `processor`, by `via`."""
+    if via == "on_end":
+        return lambda n, sampled=True: processor.on_end(span(n, sampled=sampled))
+    sinks = {flag: SpanSink(processor, RESOURCE, SCOPE, float(flag)) for flag in (True, False)}
+    assert sinks[True].lane is processor and sinks[True].queue is processor.queue
+    return lambda n, sampled=True: sinks[sampled].start(f"s{n}", None).end()
+
+
+@pytest.mark.parametrize("via", VIA)
+def test_a_full_batch_wakes_the_worker_and_goes_out_in_batch_size_pieces(via: str) -> None:
     exporter = Recording()
     processor = BatchingSpanProcessor(exporter, max_export_batch_size=4, schedule_delay_millis=NEVER)
+    end = ender(via, processor)
     for n in range(3):
-        processor.on_end(span(n))
+        end(n)
     assert exporter.batches == []  # below the batch size and the delay has not elapsed
-    processor.on_end(span(3))
+    end(3)
     assert exporter.exported.wait(WAIT)
     assert [len(b) for b in exporter.batches] == [4]
     for n in range(4, 13):
-        processor.on_end(span(n))
+        end(n)
     assert processor.force_flush()
     assert all(len(batch) <= 4 for batch in exporter.batches)
     assert exporter.names == [f"s{n}" for n in range(13)]  # in order, each once
     processor.shutdown()
 
 
-def test_the_schedule_delay_exports_a_partial_batch() -> None:
+@pytest.mark.parametrize("via", VIA)
+def test_the_schedule_delay_exports_a_partial_batch(via: str) -> None:
     exporter = Recording()
     processor = BatchingSpanProcessor(exporter, max_export_batch_size=512, schedule_delay_millis=5)
-    processor.on_end(span(0))
+    end = ender(via, processor)
+    end(0)
     assert exporter.exported.wait(WAIT)
     assert exporter.names == ["s0"]
     processor.shutdown()
 
 
-def test_a_full_queue_drops_new_spans_and_counts_them() -> None:
+@pytest.mark.parametrize("via", VIA)
+def test_a_full_queue_drops_new_spans_and_counts_them(via: str) -> None:
     gate = threading.Event()
     exporter = Recording(gate=gate)
     processor = BatchingSpanProcessor(
         exporter, max_queue_size=4, max_export_batch_size=2, schedule_delay_millis=NEVER
     )
-    processor.on_end(span(0))
-    processor.on_end(span(1))  # a full batch: the worker takes it and is held in export
+    end = ender(via, processor)
+    end(0)
+    end(1)  # a full batch: the worker takes it and is held in export
     assert exporter.entered.wait(WAIT)
     for n in range(2, 9):  # 4 fit in the queue, 3 do not
-        processor.on_end(span(n))
+        end(n)
     assert processor.dropped == 3
     gate.set()
     assert processor.force_flush()
@@ -105,27 +126,31 @@ def test_a_full_queue_drops_new_spans_and_counts_them() -> None:
     processor.shutdown()
 
 
-def test_shutdown_exports_what_is_queued_and_later_spans_are_dropped() -> None:
+@pytest.mark.parametrize("via", VIA)
+def test_shutdown_exports_what_is_queued_and_later_spans_are_dropped(via: str) -> None:
     exporter = Recording()
     processor = BatchingSpanProcessor(exporter, max_export_batch_size=100, schedule_delay_millis=NEVER)
+    end = ender(via, processor)
     for n in range(5):
-        processor.on_end(span(n))
+        end(n)
     processor.shutdown()
     assert exporter.names == [f"s{n}" for n in range(5)] and exporter.shut_down
-    processor.on_end(span(5))
+    end(5)
     assert processor.dropped == 1 and exporter.names[-1] == "s4"
     assert not processor.force_flush()
     processor.shutdown()  # a second shutdown is a no-op
 
 
-def test_an_exporter_that_raises_does_not_stop_the_worker() -> None:
+@pytest.mark.parametrize("via", VIA)
+def test_an_exporter_that_raises_does_not_stop_the_worker(via: str) -> None:
     exporter = Recording(failures=1)
     processor = BatchingSpanProcessor(exporter, max_export_batch_size=2, schedule_delay_millis=NEVER)
-    processor.on_end(span(0))
-    processor.on_end(span(1))  # this batch's export raises on the worker thread
+    end = ender(via, processor)
+    end(0)
+    end(1)  # this batch's export raises on the worker thread
     assert exporter.entered.wait(WAIT)
-    processor.on_end(span(2))
-    processor.on_end(span(3))
+    end(2)
+    end(3)
     assert exporter.exported.wait(WAIT)  # the worker went on to the next batch
     assert processor.force_flush()
     assert exporter.names == ["s2", "s3"]
@@ -133,25 +158,29 @@ def test_an_exporter_that_raises_does_not_stop_the_worker() -> None:
     processor.shutdown()
 
 
-def test_only_sampled_spans_are_exported() -> None:
+@pytest.mark.parametrize("via", VIA)
+def test_only_sampled_spans_are_exported(via: str) -> None:
     exporter = Recording()
     processor = BatchingSpanProcessor(exporter, schedule_delay_millis=NEVER)
-    processor.on_end(span(0, sampled=False))
-    processor.on_end(span(1))
+    end = ender(via, processor)
+    end(0, sampled=False)
+    end(1)
     assert processor.force_flush()
     assert exporter.names == ["s1"]
     processor.shutdown()
 
 
-def test_spans_ended_on_many_threads_are_all_delivered() -> None:
+@pytest.mark.parametrize("via", VIA)
+def test_spans_ended_on_many_threads_are_all_delivered(via: str) -> None:
     exporter = Recording()
     processor = BatchingSpanProcessor(
         exporter, max_queue_size=8000, max_export_batch_size=64, schedule_delay_millis=NEVER
     )
+    end = ender(via, processor)
 
     def end_spans(first: int) -> None:
         for n in range(first, first + 1000):
-            processor.on_end(span(n))
+            end(n)
 
     threads = [threading.Thread(target=end_spans, args=(k * 1000,)) for k in range(4)]
     for thread in threads:

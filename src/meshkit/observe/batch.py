@@ -2,7 +2,9 @@
 
 A finished span is appended to a bounded deque on the thread that ended it (the event
 loop's, for the client's spans): `on_end` is one length check and one `deque.append`,
-no lock, no logging, no process-id check. A worker thread takes the queued spans in
+no lock, no logging, no process-id check, and a meshkit `ClientSpan` appends itself (the
+processor is its sink's `SpanLane`): no call at all until the queue holds a batch, then
+`overflow()` drops what is beyond capacity and wakes the worker. A worker thread takes the queued spans in
 batches of `max_export_batch_size` and calls the exporter, woken when a batch is full or
 every `schedule_delay_millis`. When the queue holds `max_queue_size` spans, a new span is
 dropped and counted (`dropped`; the worker logs the count, never the data path), so a
@@ -64,8 +66,11 @@ class BatchingSpanProcessor(SpanProcessor):
         self.max_queue_size = max_queue_size
         self._capacity = max_queue_size  # 0 once shut down: every later span is dropped
         self._batch_size = max_export_batch_size
+        self.wake_at = (
+            max_export_batch_size  # a client span's end() calls overflow() at this length (SpanLane)
+        )
         self._delay = delay / 1000
-        self._queue: collections.deque[ReadableSpan] = collections.deque()
+        self.queue: collections.deque[ReadableSpan] = collections.deque()  # SpanLane: ClientSpans append here
         self._signalled = False  # a wake-up for a full batch is pending
         self._wakeup = threading.Event()
         self._export_lock = threading.Lock()
@@ -87,11 +92,24 @@ class BatchingSpanProcessor(SpanProcessor):
             context = span.context
             if context is None or not context.trace_flags & 1:
                 return
-        queue = self._queue
+        queue = self.queue
         if len(queue) >= self._capacity:
             self.dropped += 1
             return
         queue.append(span)
+        if len(queue) >= self._batch_size and not self._signalled:
+            self._signalled = True
+            self._wakeup.set()
+
+    def overflow(self) -> None:
+        """After a `ClientSpan` appended itself and left `wake_at` or more queued: drop beyond capacity, wake."""
+        queue = self.queue
+        while len(queue) > self._capacity:
+            try:
+                queue.pop()  # the newest: the span just appended (or one appended beside it on another thread)
+            except IndexError:
+                break
+            self.dropped += 1
         if len(queue) >= self._batch_size and not self._signalled:
             self._signalled = True
             self._wakeup.set()
@@ -114,6 +132,7 @@ class BatchingSpanProcessor(SpanProcessor):
             return
         self._stopping = True
         self._capacity = 0
+        self.wake_at = 0  # every span a ClientSpan appends from now on is dropped by overflow()
         self._wakeup.set()
         self._worker.join(max(timeout_millis, 0) / 1000)
         self.exporter.shutdown()
@@ -124,7 +143,7 @@ class BatchingSpanProcessor(SpanProcessor):
         return worker
 
     def _after_fork(self) -> None:
-        self._queue.clear()
+        self.queue.clear()
         self._export_lock = threading.Lock()
         self._wakeup = threading.Event()
         self._signalled = False
@@ -144,7 +163,7 @@ class BatchingSpanProcessor(SpanProcessor):
 
     def _export_queued(self) -> None:
         """Export the spans queued now, in batches (the caller holds the export lock)."""
-        queue, popleft, size = self._queue, self._queue.popleft, self._batch_size
+        queue, popleft, size = self.queue, self.queue.popleft, self._batch_size
         pending = len(queue)
         while pending > 0:
             count = min(size, pending)

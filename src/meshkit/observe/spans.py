@@ -18,13 +18,14 @@ trace and a span id's only where it goes out (the attempt's `traceparent`), with
 
 from __future__ import annotations
 
+import collections
 import random
 import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from operator import attrgetter
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, SynchronousMultiSpanProcessor
@@ -55,6 +56,19 @@ _time_ns = time.time_ns
 _new_span = object.__new__
 
 
+class SpanLane(Protocol):
+    """A processor that takes ended client spans by a direct append to its queue, not a call per span.
+
+    After an append that leaves `len(queue) >= wake_at`, the span's `end()` calls `overflow()`
+    (drop beyond capacity, wake the exporter). `BatchingSpanProcessor` is one.
+    """
+
+    queue: collections.deque[ReadableSpan]
+    wake_at: int
+
+    def overflow(self) -> None: ...
+
+
 class SpanPipeline(SynchronousMultiSpanProcessor):
     """The provider's processors, which its sinks call directly when there is only one (a call saved)."""
 
@@ -65,29 +79,35 @@ class SpanPipeline(SynchronousMultiSpanProcessor):
     def add_span_processor(self, span_processor: SpanProcessor) -> None:
         super().add_span_processor(span_processor)
         for sink in self.sinks:
-            sink.on_end = self.dispatch()
-
-    def dispatch(self) -> Callable[[ReadableSpan], None]:
-        processors = self._span_processors
-        return processors[0].on_end if len(processors) == 1 else self.on_end
+            sink.route(self)
 
 
 class SpanSink:
     """Where finished client spans go: the provider's processors, its resource and scope."""
 
-    __slots__ = ("bound", "on_end", "processor", "resource", "scope")
+    __slots__ = ("bound", "lane", "on_end", "processor", "queue", "resource", "scope")
 
     def __init__(
         self, processor: SpanProcessor, resource: Resource, scope: InstrumentationScope, ratio: float
     ):
         self.processor = processor
-        self.on_end: Callable[[ReadableSpan], None] = processor.on_end
         if isinstance(processor, SpanPipeline):
             processor.sinks.append(self)
-            self.on_end = processor.dispatch()
+        self.route(processor)
         self.resource = resource
         self.scope = scope
         self.bound = round(ratio * (_LOW_64 + 1))  # as TraceIdRatioBased.get_bound_for_rate
+
+    def route(self, processor: SpanProcessor) -> None:
+        """Send ended spans to `processor`; to its one processor directly, by its queue when it has one."""
+        if isinstance(processor, SpanPipeline) and len(processor._span_processors) == 1:
+            processor = processor._span_processors[0]
+        self.on_end: Callable[[ReadableSpan], None] = processor.on_end
+        lane: SpanLane | None = None
+        if isinstance(getattr(processor, "wake_at", None), int):
+            lane = processor  # type: ignore[assignment]
+        self.lane = lane
+        self.queue = None if lane is None else lane.queue
 
     def start(
         self, name: str, parent: SpanContext | ClientSpan | None, attributes: dict[str, Any] | None = None
@@ -298,4 +318,11 @@ class ClientSpan(ReadableSpan):
         if not self.trace_flags & SAMPLED:
             return
         self.end_time = _time_ns()
-        self._sink.on_end(self)
+        sink = self._sink
+        queue = sink.queue
+        if queue is None:
+            sink.on_end(self)
+            return
+        queue.append(self)  # a batching processor's queue (`SpanLane`): no call per span
+        if len(queue) >= sink.lane.wake_at:  # type: ignore[union-attr]
+            sink.lane.overflow()  # type: ignore[union-attr]
