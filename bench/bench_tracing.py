@@ -8,8 +8,9 @@ nginx (one worker, 127.0.0.1, a 1 KB body from memory), in one process on one ev
 
 - off: no tracer, the baseline for its transport;
 - 100% / 10%: `Tracer("bench", sample_ratio=r)` whose spans go through the tracer's
-  `BatchingSpanProcessor` (export on its own thread) to an `InMemorySpanExporter` bounded to
-  the last 10,000 spans, counting what it receives;
+  `BatchingSpanProcessor` (export on its own thread) to an exporter that reads every field
+  an OTLP exporter encodes from each span, counts them and keeps none
+  (`_tracing_contenders.CountingMemoryExporter`);
 - 0%: nothing sampled, so no span is exported: ids are made and trace headers injected
   (propagation only);
 - 100% OTLP: 100% exported as OTLP/HTTP protobuf to a `/v1/traces` location on the same

@@ -277,21 +277,27 @@ def _record_failure(span: ClientSpan, exc: BaseException) -> None:
 def _attempt_attributes(request: Request, attempt: int) -> dict[str, Any]:
     # meshkit.service names the callee even when it sends no server span back (untraced, or the
     # attempt failed before it answered): the dependency graph must not fall back to an address.
-    attributes: dict[str, Any] = {
-        "meshkit.service": request.service,
-        "meshkit.attempt": attempt,
-        "http.request.method": request.method,
-    }
     instance = request.instance
-    if instance is not None:
-        attributes["meshkit.instance.id"] = instance.service_id
-        attributes["server.address"] = instance.address
-        attributes["server.port"] = instance.port
+    if instance is None:
+        attributes: dict[str, Any] = {
+            "meshkit.service": request.service,
+            "meshkit.attempt": attempt,
+            "http.request.method": request.method,
+        }
+    else:  # one dict display, not six stores
+        attributes = {
+            "meshkit.service": request.service,
+            "meshkit.attempt": attempt,
+            "http.request.method": request.method,
+            "meshkit.instance.id": instance.service_id,
+            "server.address": instance.address,
+            "server.port": instance.port,
+        }
     ctx = request.context
     if (reason := ctx.get(BALANCER_REASON_KEY)) is not None:
-        attributes["meshkit.balancer.reason"] = str(reason)
+        attributes["meshkit.balancer.reason"] = reason if reason.__class__ is str else str(reason)
     if (state := ctx.get(BREAKER_STATE_KEY)) is not None:
-        attributes["meshkit.breaker.state"] = str(state)
+        attributes["meshkit.breaker.state"] = state if state.__class__ is str else str(state)
     if (ejected := ctx.get(EJECTED_KEY)) is not None:
         value = ejected if isinstance(ejected, int) else tuple(str(i) for i in ejected)
         attributes["meshkit.outlier.ejected"] = value
