@@ -239,3 +239,31 @@ async def test_spans_from_many_tasks_reach_the_exporter_through_the_tracer() -> 
 def test_bad_settings_are_rejected(options: dict[str, object], field: str) -> None:
     with pytest.raises(ValueError, match=f"^{field}: must be"):
         BatchingSpanProcessor(Recording(), **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("via", VIA)
+def test_a_span_ended_during_shutdown_is_dropped_alone_and_what_was_queued_goes_out(via: str) -> None:
+    gate = threading.Event()
+    exporter = Recording(gate=gate)
+    processor = BatchingSpanProcessor(exporter, max_export_batch_size=100, schedule_delay_millis=NEVER)
+    end = ender(via, processor)
+    for n in range(5):
+        end(n)
+    flusher = threading.Thread(target=processor.force_flush)  # holds the export lock, held in export
+    flusher.start()
+    assert exporter.entered.wait(WAIT)
+    for n in range(5, 10):
+        end(n)  # queued behind the held export
+    stopper = threading.Thread(target=processor.shutdown)  # its worker waits for the export lock
+    stopper.start()
+    for _ in range(1000):  # until shutdown has closed the queue (bounded; never a timing assertion)
+        if processor.wake_at == 0:
+            break
+        threading.Event().wait(0.01)
+    assert processor.wake_at == 0
+    end(10)  # after shutdown began: this span alone is dropped
+    gate.set()
+    flusher.join(WAIT)
+    stopper.join(WAIT)
+    assert exporter.names == [f"s{n}" for n in range(10)]
+    assert processor.dropped == 1

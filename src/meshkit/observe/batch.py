@@ -104,12 +104,13 @@ class BatchingSpanProcessor(SpanProcessor):
     def overflow(self) -> None:
         """After a `ClientSpan` appended itself and left `wake_at` or more queued: drop beyond capacity, wake."""
         queue = self.queue
-        while len(queue) > self._capacity:
+        if len(queue) > self._capacity:  # one pop per append: after shutdown, what was queued before stays
             try:
                 queue.pop()  # the newest: the span just appended (or one appended beside it on another thread)
             except IndexError:
-                break
-            self.dropped += 1
+                pass
+            else:
+                self.dropped += 1
         if len(queue) >= self._batch_size and not self._signalled:
             self._signalled = True
             self._wakeup.set()
