@@ -155,3 +155,19 @@ def test_fast_getters_read_what_the_sdks_properties_read(failed: bool) -> None:
     child = s.start("attempt users", span)
     assert child.parent is ReadableSpan.parent.fget(child) is span.context
     assert json.loads(ended.to_json())["name"] == "call users"  # the SDK's own serialiser still reads it
+
+
+def test_attributes_given_at_start_are_kept_by_a_sampled_span_as_a_read_only_live_view() -> None:
+    s, collect = sink()
+    given: dict[str, object] = {"meshkit.service": "users"}
+    span = s.start("call users", None, given)
+    given["http.response.status_code"] = 200  # written after start, as the layers do
+    span.end()
+    [ended] = collect.ended
+    assert dict(ended.attributes) == {"meshkit.service": "users", "http.response.status_code": 200}
+    assert dict(ended.attributes) == dict(ReadableSpan.attributes.fget(ended) or {})  # the SDK's read
+    with pytest.raises(TypeError):
+        ended.attributes["x"] = 1  # type: ignore[index]
+    unsampled, _ = sink(0.0)
+    dropped = unsampled.start("call users", None, {"meshkit.service": "users"})
+    assert not dropped.sampled and dict(dropped.attributes) == {}  # an unsampled span keeps nothing
