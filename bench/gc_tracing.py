@@ -12,7 +12,13 @@ counts much less.
 
     .venv/bin/python bench/gc_tracing.py                          # off, 100% at batch 512 and 128
     .venv/bin/python bench/gc_tracing.py --concurrency 1 --seconds 4
-    .venv/bin/python bench/gc_tracing.py --worker 100%:512 32 4 PORT   # one mode (used by the above)
+    .venv/bin/python bench/gc_tracing.py --no-gc                  # the collector off while measuring
+    .venv/bin/python bench/gc_tracing.py --no-gc --inline-export  # and each batch exported on the loop's thread
+
+`--no-gc` disables the collector for the measured seconds (in every mode): what tracing costs
+besides the collector. `--inline-export` exports each full batch on the thread that ended its
+last span (the event loop's) instead of the processor's worker thread: what the hand-off to
+that thread costs. `--worker` is the process each run is (not meant to be called by hand).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import argparse
 import asyncio
 import gc
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -32,7 +39,7 @@ sys.path.insert(0, str(HERE))
 MODES = ("off", "100%:512", "100%:128")  # tracing off; 100% sampling with that export batch size
 
 
-async def _run(mode: str, concurrency: int, seconds: float, port: int) -> dict[str, object]:
+async def _run(mode: str, concurrency: int, seconds: float, port: int, options: str) -> dict[str, object]:
     from _tracing_contenders import CountingMemoryExporter
     from meshkit import Request
     from meshkit.client import MeshClient
@@ -42,7 +49,8 @@ async def _run(mode: str, concurrency: int, seconds: float, port: int) -> dict[s
     tracer = None
     if mode != "off":
         batch = int(mode.split(":")[1])
-        processor = BatchingSpanProcessor(CountingMemoryExporter(), max_export_batch_size=batch)
+        kind = _inline_export_class() if "inline-export" in options else BatchingSpanProcessor
+        processor = kind(CountingMemoryExporter(), max_export_batch_size=batch)
         tracer = Tracer("bench", processors=[processor])
     client = MeshClient.static({"bench": [("127.0.0.1", port)]}, tracer=tracer)
     done = [0]
@@ -65,10 +73,13 @@ async def _run(mode: str, concurrency: int, seconds: float, port: int) -> dict[s
             spent[info["generation"]] += time.perf_counter() - started[0]
 
     gc.callbacks.append(on_gc)
+    if "no-gc" in options:
+        gc.disable()
     done[0], cpu = 0, time.process_time()
     until = time.monotonic() + seconds
     await asyncio.gather(*(worker(until) for _ in range(concurrency)))
     cpu = time.process_time() - cpu
+    gc.enable()
     gc.callbacks.remove(on_gc)
     await client.aclose()
     if tracer is not None:
@@ -83,20 +94,40 @@ async def _run(mode: str, concurrency: int, seconds: float, port: int) -> dict[s
     }
 
 
+def _inline_export_class() -> type:
+    from meshkit.observe.batch import BatchingSpanProcessor
+
+    class InlineExport(BatchingSpanProcessor):
+        """Exports a full batch on the thread that filled it; the worker only sees the timer."""
+
+        def overflow(self) -> None:
+            with self._export_lock:  # exports never overlap, as the worker's
+                queue = self.queue
+                self._export([queue.popleft() for _ in range(min(len(queue), self._batch_size))])
+
+    return InlineExport
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--worker", nargs=4, metavar=("MODE", "C", "S", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--worker", nargs=5, metavar=("MODE", "C", "S", "PORT", "OPTS"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="requests in flight (default 32)")
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per mode (default 4)")
     parser.add_argument("--rounds", type=int, default=2, help="runs of every mode, alternated (default 2)")
+    parser.add_argument("--no-gc", action="store_true", help="disable the collector while measuring")
+    parser.add_argument(
+        "--inline-export", action="store_true", help="export full batches on the loop's thread"
+    )
     args = parser.parse_args()
     if args.worker:
         import uvloop
 
-        mode, concurrency, seconds, port = args.worker
-        print(json.dumps(uvloop.run(_run(mode, int(concurrency), float(seconds), int(port)))))
+        mode, concurrency, seconds, port, options = args.worker
+        print(json.dumps(uvloop.run(_run(mode, int(concurrency), float(seconds), int(port), options))))
         return
     for name, value in (
         ("concurrency", args.concurrency),
@@ -107,21 +138,31 @@ def main() -> None:
             raise SystemExit(f"{name}: must be > 0, got {value}")
     from _nginx import LocalNginx
 
-    print(f"meshkit client, c={args.concurrency}, {args.seconds:g} s per run, local nginx (1 KB)")
+    options = ",".join(name for name in ("no-gc", "inline-export") if getattr(args, name.replace("-", "_")))
+    extra = f", {options}" if options else ""
+    print(f"meshkit client, c={args.concurrency}, {args.seconds:g} s per run, local nginx (1 KB){extra}")
     print(
         f"{'mode':<10} {'req':>7} {'cpu us/req':>10} {'gen0':>5} {'gen1':>5} {'full':>5} {'gc ms':>7} {'gc us/req':>9}"
     )
+    cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
     with LocalNginx(body_bytes=1024) as nginx:
         for _ in range(args.rounds):
             for mode in MODES:
                 cmd = [sys.executable, __file__, "--worker", mode, str(args.concurrency), str(args.seconds)]
-                out = subprocess.run([*cmd, str(nginx.ports[0])], capture_output=True, text=True, check=True)
+                cmd += [str(nginx.ports[0]), options or "-"]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True)
                 row = json.loads(out.stdout.strip().splitlines()[-1])
                 gen0, gen1, full = row["collections"]
+                cpu[mode].append(row["cpu_us_per_request"])
                 print(
                     f"{row['mode']:<10} {row['requests']:>7} {row['cpu_us_per_request']:>10.1f} {gen0:>5} "
                     f"{gen1:>5} {full:>5} {sum(row['gc_ms']):>7.1f} {row['gc_us_per_request']:>9.2f}"
                 )
+
+    off = statistics.median(cpu["off"])
+    medians = ", ".join(f"{mode} {statistics.median(v):.1f}" for mode, v in cpu.items())
+    ratios = ", ".join(f"{mode} {off / statistics.median(v):.2f}" for mode, v in cpu.items() if mode != "off")
+    print(f"median cpu us/req: {medians}; off/on: {ratios}")
 
 
 if __name__ == "__main__":
