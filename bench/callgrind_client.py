@@ -7,8 +7,8 @@ the default asyncio loop) to a local nginx serving 1 KB; the difference of the t
 divided by the difference of the counts is the cost of one request, start-up and imports
 cancelled out (the worker collects garbage once after its warm-up: otherwise the first full
 collection of the start-up heap, about 16M instructions, falls between the two counts or
-not depending on what was allocated, and moved a figure by 20k per request). The raw/meshkit ratio is the throughput meshkit can reach relative to raw
-aiohttp when the client's CPU is the bottleneck (the issue's target is >= 0.85).
+not depending on what was allocated, and moved a figure by 20k per request). The
+raw/meshkit ratio is the throughput meshkit can reach relative to raw aiohttp when the client's CPU is the bottleneck (the issue's target is >= 0.85).
 
     .venv/bin/python bench/callgrind_client.py              # both contenders, 400 and 1200 requests
     .venv/bin/python bench/callgrind_client.py --only mesh --port 8080   # an nginx already running

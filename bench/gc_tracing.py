@@ -1,6 +1,6 @@
 """What the garbage collector does while the meshkit client runs with tracing off and at 100%.
 
-Tracing off allocates nothing that outlives a request, so after start-up no collection runs.
+Tracing off allocates almost nothing that outlives a request, so hardly any collection runs.
 At 100% sampling, finished spans wait in the export queue until a batch is full; they are
 GC-tracked objects, so gen-0 collections start to run, walk the in-flight requests' objects
 and promote them, which brings full collections of the whole heap. This prints, for each

@@ -4,8 +4,8 @@ A finished span is appended to a bounded deque on the thread that ended it (the 
 loop's, for the client's spans): `on_end` is one length check and one `deque.append`,
 no lock, no logging, no process-id check, and a meshkit `ClientSpan` appends itself (the
 processor is its sink's `SpanLane`): no call at all until the queue holds a batch, then
-`overflow()` drops what is beyond capacity and wakes the worker. A worker thread takes the queued spans in
-batches of `max_export_batch_size` and calls the exporter, woken when a batch is full or
+`overflow()` drops what is beyond capacity and wakes the worker. A worker thread takes the
+queued spans in batches of `max_export_batch_size` and calls the exporter, woken when a batch is full or
 every `schedule_delay_millis`. When the queue holds `max_queue_size` spans, a new span is
 dropped and counted (`dropped`; the worker logs the count, never the data path), so a
 slow exporter costs spans, never memory or latency. `deque.append` and `popleft` are
@@ -66,11 +66,10 @@ class BatchingSpanProcessor(SpanProcessor):
         self.max_queue_size = max_queue_size
         self._capacity = max_queue_size  # 0 once shut down: every later span is dropped
         self._batch_size = max_export_batch_size
-        self.wake_at = (
-            max_export_batch_size  # a client span's end() calls overflow() at this length (SpanLane)
-        )
+        # SpanLane: a ClientSpan's end() appends to `queue` and calls overflow() at this length
+        self.wake_at = max_export_batch_size
         self._delay = delay / 1000
-        self.queue: collections.deque[ReadableSpan] = collections.deque()  # SpanLane: ClientSpans append here
+        self.queue: collections.deque[ReadableSpan] = collections.deque()
         self._signalled = False  # a wake-up for a full batch is pending
         self._wakeup = threading.Event()
         self._export_lock = threading.Lock()

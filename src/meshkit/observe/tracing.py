@@ -196,6 +196,7 @@ class AttemptSpanLayer:
         if parent is None and (current := current_context()):
             parent = trace.get_current_span(current).get_span_context()
         original = request.headers  # the trace headers go out on a copy: the caller's stay as they were
+        # span ids' hex below are propagation.span_hex written inline: a call saved per attempt
         if parent is not None and parent.is_valid and not parent.trace_flags & SAMPLED:
             request.headers = self._inject(
                 original,
