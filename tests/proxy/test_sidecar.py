@@ -125,7 +125,7 @@ async def test_body_over_the_cap_is_413(
             assert resp.status == 413
         async with http.post(f"{proxy.url}/big-svc/x", data=b"x" * 1000) as resp:
             assert resp.status == 200
-        assert up.hits == 1
+        assert up.paths.count("/x") == 1  # the refused bodies never reached it (health probes may)
     finally:
         await proxy.stop()
         await plane_client.deregister(sid)
