@@ -41,15 +41,21 @@ def ensure_binary(path: str, package: str) -> str:
     return path
 
 
+_USABLE = frozenset(os.sched_getaffinity(0))  # before any pinning narrows this process
+
+
 def usable_cpus() -> set[int]:
-    return set(os.sched_getaffinity(0))
+    """The CPUs this process was allowed when it started (pinning itself later does not shrink it)."""
+    return set(_USABLE)
 
 
 @contextlib.contextmanager
 def pinned_to(cpus: set[int] | None) -> Iterator[None]:
     """Run the block (and the children it spawns) on `cpus`; None or an unusable set leaves it be."""
     before = os.sched_getaffinity(0)
-    wanted = (cpus or set()) & before
+    wanted = (
+        cpus or set()
+    ) & _USABLE  # not `& before`: a parent pinned to the load core pins children elsewhere
     if not wanted:
         yield
         return
