@@ -23,7 +23,8 @@ only counting spans, gives the instrumentation's cost alone), on `--transport` (
 meshkit's default, or h1); every thread of the process is counted, so the export
 thread's work is in the figure.
 
-`--worker MODE N PORT` is the process callgrind runs (not meant to be called by hand).
+`--workers 32` runs 32 concurrent workers instead of 8 (with `--small 3200 --large 9600`:
+the counts must be multiples of it). `--worker MODE N PORT WORKERS` is the process callgrind runs (not meant to be called by hand).
 """
 
 from __future__ import annotations
@@ -43,12 +44,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-WORKERS = 8
+WORKERS = 8  # concurrent workers by default (`--workers`)
 WARMUP = 50
 CONTENDERS = ("raw", "mesh")  # and "transport" (--only transport): the floor under the stack
 
 
-async def _work(mode: str, n: int, port: int) -> None:
+async def _work(mode: str, n: int, port: int, workers: int) -> None:
     import aiohttp
 
     url = f"http://127.0.0.1:{port}/"
@@ -93,7 +94,7 @@ async def _work(mode: str, n: int, port: int) -> None:
 
     await worker(WARMUP)
     gc.collect()  # the start-up heap's first full collection is start-up cost, not the requests'
-    await asyncio.gather(*(worker(n // WORKERS) for _ in range(WORKERS)))
+    await asyncio.gather(*(worker(n // workers) for _ in range(workers)))
     await close()
 
 
@@ -122,7 +123,7 @@ def _mesh_options(mode: str, port: int) -> dict[str, object]:
     return options
 
 
-def count(mode: str, n: int, port: int) -> int:
+def count(mode: str, n: int, port: int, workers: int) -> int:
     """Total instructions of one worker process making `n` requests."""
     with tempfile.TemporaryDirectory(prefix="meshkit-cg-") as tmp:
         cmd = [
@@ -135,6 +136,7 @@ def count(mode: str, n: int, port: int) -> int:
             mode,
             str(n),
             str(port),
+            str(workers),
         ]
         env = dict(os.environ, PYTHONHASHSEED="0")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
@@ -144,9 +146,9 @@ def count(mode: str, n: int, port: int) -> int:
         return int(match.group(1))
 
 
-def per_request(mode: str, small: int, large: int, port: int) -> float:
-    a = count(mode, small, port)
-    b = count(mode, large, port)
+def per_request(mode: str, small: int, large: int, port: int, workers: int) -> float:
+    a = count(mode, small, port, workers)
+    b = count(mode, large, port, workers)
     return (b - a) / (large - small)
 
 
@@ -154,7 +156,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--worker", nargs=3, metavar=("MODE", "N", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=4, metavar=("MODE", "N", "PORT", "WORKERS"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--workers", type=int, default=WORKERS, help=f"concurrent workers (default {WORKERS})"
+    )
     parser.add_argument("--small", type=int, default=400, help="requests in the first run (default 400)")
     parser.add_argument("--large", type=int, default=1200, help="requests in the second run (default 1200)")
     parser.add_argument("--port", type=int, help="use an nginx already listening on this port")
@@ -175,14 +180,18 @@ def main() -> None:
         "OTLP/HTTP to the local nginx with meshkit's wire encoder (otlp_exporter's) or the SDK's",
     )
     args = parser.parse_args()
+    if args.workers < 1:
+        raise SystemExit(f"workers: must be >= 1, got {args.workers}")
     if args.worker:
-        mode, n, port = args.worker
-        asyncio.run(_work(mode, int(n), int(port)))
+        mode, n, port, workers = args.worker
+        asyncio.run(_work(mode, int(n), int(port), int(workers)))
         return
     for name in ("small", "large"):
         value = getattr(args, name)
-        if value < WORKERS or value % WORKERS:
-            raise SystemExit(f"{name}: must be a positive multiple of {WORKERS}, got {value}")
+        if value < args.workers or value % args.workers:
+            raise SystemExit(
+                f"{name}: must be a positive multiple of --workers ({args.workers}), got {value}"
+            )
     if args.large <= args.small:
         raise SystemExit(f"large: must be more than small ({args.small}), got {args.large}")
     modes: tuple[str, ...] = (args.only,) if args.only else CONTENDERS
@@ -191,12 +200,12 @@ def main() -> None:
             raise SystemExit(f"tracing: each ratio must be in [0, 1], got {args.tracing}")
         modes = tuple(f"mesh:{args.transport}:{r}:{args.exporter}" for r in ("off", *args.tracing))
     if args.port is not None:
-        results = {m: per_request(m, args.small, args.large, args.port) for m in modes}
+        results = {m: per_request(m, args.small, args.large, args.port, args.workers) for m in modes}
     else:
         from _nginx import LocalNginx
 
         with LocalNginx(body_bytes=1024) as nginx:
-            results = {m: per_request(m, args.small, args.large, nginx.ports[0]) for m in modes}
+            results = {m: per_request(m, args.small, args.large, nginx.ports[0], args.workers) for m in modes}
     for mode, value in results.items():
         print(f"{mode:>5}: {value:>10,.0f} instructions/request")
     if args.tracing:

@@ -18,8 +18,10 @@ from opentelemetry.trace import (
     TraceState,
 )
 
+from meshkit.observe.mesh_spans import record_attempt, record_call
 from meshkit.observe.propagation import span_hex, trace_hex
 from meshkit.observe.spans import SAMPLED, ClientSpan, SpanSink
+from meshkit.types import LoadBalancerStrategy, Request, ServiceInstance
 
 
 class Collect(SpanProcessor):
@@ -48,7 +50,7 @@ def test_the_span_context_equals_the_public_constructors(flags: int, state: Trac
     fields = (built.trace_id, built.span_id, built.is_remote, built.trace_flags, built.trace_state)
     assert fields == (public.trace_id, public.span_id, False, public.trace_flags, public.trace_state)
     assert built.is_valid and built.trace_flags.sampled == bool(flags & SAMPLED)
-    assert span.context is built  # built once
+    assert span.context == built and span.context is not built  # built per read, never kept by the span
 
 
 def test_an_ended_span_is_the_readable_span_the_processors_get() -> None:
@@ -151,23 +153,57 @@ def test_fast_getters_read_what_the_sdks_properties_read(failed: bool) -> None:
     assert len(ended.events) == int(failed)
     for field in ("parent", "dropped_attributes", "dropped_events", "dropped_links"):
         assert getattr(ended, field) == getattr(ReadableSpan, field).fget(ended), field
-    assert ended.get_span_context() is ReadableSpan.get_span_context(ended) is ended.context
+    assert ended.get_span_context() == ReadableSpan.get_span_context(ended) == ended.context
     child = s.start("attempt users", span)
-    assert child.parent is ReadableSpan.parent.fget(child) is span.context
+    assert child.parent == ReadableSpan.parent.fget(child) == span.context
     assert json.loads(ended.to_json())["name"] == "call users"  # the SDK's own serialiser still reads it
 
 
-def test_attributes_given_at_start_are_kept_by_a_sampled_span_as_a_read_only_live_view() -> None:
+def test_a_call_span_reads_its_fields_as_read_only_attributes_with_what_was_set_merged_in() -> None:
     s, collect = sink()
-    given: dict[str, object] = {"meshkit.service": "users"}
-    span = s.start("call users", None, given)
-    given["http.response.status_code"] = 200  # written after start, as the layers do
+    span = s.start("call users", None)
+    record_call(span, Request("GET", "/x", service="users"))
+    assert dict(span.attributes) == {
+        "meshkit.service": "users",
+        "http.request.method": "GET",
+        "url.path": "/x",
+    }
+    span.retries, span.status_code = 1, 503
+    span.set_attribute("meshkit.cancelled", True)
     span.end()
     [ended] = collect.ended
-    assert dict(ended.attributes) == {"meshkit.service": "users", "http.response.status_code": 200}
-    assert dict(ended.attributes) == dict(ReadableSpan.attributes.fget(ended) or {})  # the SDK's read
+    expected = {"meshkit.service": "users", "http.request.method": "GET", "url.path": "/x",
+                "meshkit.retries": 1, "http.response.status_code": 503, "error.type": "503",
+                "meshkit.cancelled": True}  # fmt: skip
+    assert dict(ended.attributes) == expected
+    assert dict(ReadableSpan.attributes.fget(ended) or {}) == expected  # the SDK's read (its `_attributes`)
+    assert json.loads(ended.to_json())["attributes"] == expected  # the SDK's serialiser reads them too
     with pytest.raises(TypeError):
         ended.attributes["x"] = 1  # type: ignore[index]
-    unsampled, _ = sink(0.0)
-    dropped = unsampled.start("call users", None, {"meshkit.service": "users"})
-    assert not dropped.sampled and dict(dropped.attributes) == {}  # an unsampled span keeps nothing
+    assert ended.attributes is not ended.attributes  # built per read: a queued span holds no view
+
+
+def test_an_attempt_span_reads_what_the_layers_decided_as_attributes() -> None:
+    s, _ = sink()
+    span = s.start("attempt users", s.start("call users", None))
+    request = Request("GET", "/x", service="users")
+    request.instance = ServiceInstance("users-a", "users", "127.0.0.1", 8080)
+    request.context.update({"balancer.reason": LoadBalancerStrategy.P2C_EWMA, "breaker.state": "closed",
+                            "outlier.ejected": ["users-b"]})  # fmt: skip
+    record_attempt(span, request, 1)
+    request.context["outlier.ejected"].append("users-c")  # read at the attempt, not at export
+    span.status_code = 200
+    assert dict(span.attributes) == {
+        "meshkit.service": "users", "meshkit.attempt": 1, "http.request.method": "GET",
+        "meshkit.instance.id": "users-a", "server.address": "127.0.0.1", "server.port": 8080,
+        "meshkit.balancer.reason": "p2c_ewma", "meshkit.breaker.state": "closed",
+        "meshkit.outlier.ejected": ("users-b",), "http.response.status_code": 200,
+    }  # fmt: skip
+    assert type(span.attributes["meshkit.balancer.reason"]) is str  # a str subclass, written as a plain str
+    bare = s.start("attempt users", None)
+    record_attempt(bare, Request("GET", "/x", service="users"), 0)
+    assert dict(bare.attributes) == {
+        "meshkit.service": "users",
+        "meshkit.attempt": 0,
+        "http.request.method": "GET",
+    }

@@ -10,10 +10,11 @@ exporters and the header propagator. The seed's names map onto OpenTelemetry's t
 and is the child of the span current in the task (a server span, via contextvars).
 `AttemptSpanLayer` sits just above the transport: one CLIENT span per attempt, child of
 the call span, carrying the mesh's decisions that other layers left in `request.context`
-(keys below), and the propagation headers of this attempt go out on a copy of the headers.
+(keys below and in mesh_spans), and the propagation headers of this attempt go out on a copy of the headers.
 Errors are recorded on both; a 5xx is an error, a 4xx is the caller's (as `meshkit.outcome`).
 Both layers make `ClientSpan`s (see `meshkit.observe.spans`: the SDK's model and exporters
-at a fraction of its per-span cost); the call span reaches the attempt layer through
+at a fraction of its per-span cost), whose attributes are fields until an exporter reads
+them (`meshkit.observe.mesh_spans`); the call span reaches the attempt layer through
 `request.context[CALL_SPAN_KEY]` and is not made the current OpenTelemetry span.
 """
 
@@ -34,6 +35,10 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from meshkit.observe.batch import BatchingSpanProcessor
+from meshkit.observe.mesh_spans import BALANCER_REASON_KEY as BALANCER_REASON_KEY
+from meshkit.observe.mesh_spans import BREAKER_STATE_KEY as BREAKER_STATE_KEY
+from meshkit.observe.mesh_spans import EJECTED_KEY as EJECTED_KEY
+from meshkit.observe.mesh_spans import record_attempt, record_call
 from meshkit.observe.propagation import (
     DEFAULT_PROPAGATOR,
     MeshPropagator,
@@ -51,9 +56,7 @@ SpanContext = trace.SpanContext  # the seed's SpanContext: trace id, span id, fl
 TRACE_ID_KEY = "trace_id"  # written by CallSpanLayer: the call's 32-hex trace id (the seed's field)
 CALL_SPAN_KEY = "meshkit.call_span"  # written by CallSpanLayer: its ClientSpan, the attempts' parent
 ATTEMPTS_KEY = "meshkit.attempts"  # written by AttemptSpanLayer: attempts started so far
-BALANCER_REASON_KEY = "balancer.reason"  # read: why the balancer chose this instance
-BREAKER_STATE_KEY = "breaker.state"  # read: the chosen instance's breaker state
-EJECTED_KEY = "outlier.ejected"  # read: instance ids (or a count) outlier detection has ejected
+# Read (by the attempt's span): BALANCER_REASON_KEY, BREAKER_STATE_KEY, EJECTED_KEY, from mesh_spans.
 
 _NAME_CACHE_LIMIT = 1024
 _PROPAGATED_FLAGS = SAMPLED | RANDOM_TRACE_ID  # the parent's flags a child keeps (as SpanSink.start)
@@ -145,31 +148,25 @@ class CallSpanLayer:
         if parent is None and (current := current_context()):  # a server span, when there is one
             parent = trace.get_current_span(current).get_span_context()
         service = request.service
-        attributes: dict[str, Any] = {
-            "meshkit.service": service,
-            "http.request.method": request.method,
-            "url.path": request.path,
-        }  # kept by the span when sampled: the writes below go to it
-        span = self._start(
-            self._names.get(service) or _name(self._names, "call ", service), parent, attributes
-        )
+        span = self._start(self._names.get(service) or _name(self._names, "call ", service), parent)
         ctx = request.context
         ctx[TRACE_ID_KEY] = span.trace_hex
         ctx[CALL_SPAN_KEY] = span
         if not span.trace_flags & SAMPLED:
             return await self.inner(request)  # nothing to record: the attempts only send its ids
+        record_call(span, request)
         try:
             response = await self.inner(request)
         except BaseException as exc:
-            attributes["meshkit.retries"] = _retries(request)
+            span.retries = _retries(request)
             _record_failure(span, exc)
             span.end()
             raise
         attempts = ctx.get(ATTEMPTS_KEY)  # as _retries(), inline
-        attributes["meshkit.retries"] = request.attempt if attempts is None else max(attempts - 1, 0)
-        status = attributes["http.response.status_code"] = response.status
+        span.retries = request.attempt if attempts is None else max(attempts - 1, 0)
+        status = span.status_code = response.status
         if status >= 500:
-            _record_5xx(span, attributes, status)
+            span.set_error()  # error.type is the status (mesh_spans.call_attributes)
         span.end()
         return response
 
@@ -211,17 +208,10 @@ class AttemptSpanLayer:
             finally:
                 request.headers = original
         service = request.service
-        name = self._names.get(service) or _name(self._names, "attempt ", service)
-        if parent is not None and parent.is_valid:  # a sampled parent's child (an unsampled one's went above)
-            attributes = _attempt_attributes(request, attempt)
-            span = self._start(name, parent, attributes)
-            sampled = SAMPLED
-        else:  # a root (no call span above): sampled or not by its own trace id
-            span = self._start(name, parent)
-            sampled = span.trace_flags & SAMPLED
-            attributes = _attempt_attributes(request, attempt) if sampled else {}
-            if sampled:
-                span.set_attributes(attributes)
+        span = self._start(self._names.get(service) or _name(self._names, "attempt ", service), parent)
+        sampled = span.trace_flags & SAMPLED  # a sampled parent's child is; a root by its own trace id
+        if sampled:
+            record_attempt(span, request, attempt)
         request.headers = self._inject(
             original,
             span.trace_hex,
@@ -240,9 +230,9 @@ class AttemptSpanLayer:
         finally:
             request.headers = original
         if sampled:
-            status = attributes["http.response.status_code"] = response.status
+            status = span.status_code = response.status
             if status >= 500:
-                _record_5xx(span, attributes, status)
+                span.set_error()  # error.type is the status (mesh_spans.attempt_attributes)
             span.end()
         return response
 
@@ -261,11 +251,6 @@ def _retries(request: Request) -> int:
     return request.attempt if attempts is None else max(attempts - 1, 0)
 
 
-def _record_5xx(span: ClientSpan, attributes: dict[str, Any], status: int) -> None:
-    attributes["error.type"] = str(status)
-    span.set_error()
-
-
 def _record_failure(span: ClientSpan, exc: BaseException) -> None:
     if isinstance(exc, asyncio.CancelledError):  # a lost hedge, a caller gone: noted, not an error
         span.set_attribute("meshkit.cancelled", True)
@@ -273,33 +258,3 @@ def _record_failure(span: ClientSpan, exc: BaseException) -> None:
     span.record_exception(exc)
     span.set_attribute("error.type", type(exc).__qualname__)
     span.set_error(f"{type(exc).__name__}: {exc}")
-
-
-def _attempt_attributes(request: Request, attempt: int) -> dict[str, Any]:
-    # meshkit.service names the callee even when it sends no server span back (untraced, or the
-    # attempt failed before it answered): the dependency graph must not fall back to an address.
-    instance = request.instance
-    if instance is None:
-        attributes: dict[str, Any] = {
-            "meshkit.service": request.service,
-            "meshkit.attempt": attempt,
-            "http.request.method": request.method,
-        }
-    else:  # one dict display, not six stores
-        attributes = {
-            "meshkit.service": request.service,
-            "meshkit.attempt": attempt,
-            "http.request.method": request.method,
-            "meshkit.instance.id": instance.service_id,
-            "server.address": instance.address,
-            "server.port": instance.port,
-        }
-    ctx = request.context
-    if (reason := ctx.get(BALANCER_REASON_KEY)) is not None:
-        attributes["meshkit.balancer.reason"] = reason if reason.__class__ is str else str(reason)
-    if (state := ctx.get(BREAKER_STATE_KEY)) is not None:
-        attributes["meshkit.breaker.state"] = state if state.__class__ is str else str(state)
-    if (ejected := ctx.get(EJECTED_KEY)) is not None:
-        value = ejected if isinstance(ejected, int) else tuple(str(i) for i in ejected)
-        attributes["meshkit.outlier.ejected"] = value
-    return attributes
