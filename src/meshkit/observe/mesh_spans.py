@@ -44,13 +44,7 @@ def call_attributes(span: ClientSpan) -> dict[str, Any]:
     }
     if (retries := span.retries) is not None:
         attributes["meshkit.retries"] = retries
-    if (status := span.status_code) is not None:
-        attributes["http.response.status_code"] = status
-        if status >= 500:
-            attributes["error.type"] = str(status)
-    if written := span._written:
-        attributes.update(written)
-    return attributes
+    return _with_outcome(attributes, span)
 
 
 def record_attempt(span: ClientSpan, request: Request, attempt: int) -> None:
@@ -92,6 +86,11 @@ def attempt_attributes(span: ClientSpan) -> dict[str, Any]:
         attributes["meshkit.outlier.ejected"] = (
             ejected if isinstance(ejected, int) else tuple(str(i) for i in ejected)
         )
+    return _with_outcome(attributes, span)
+
+
+def _with_outcome(attributes: dict[str, Any], span: ClientSpan) -> dict[str, Any]:
+    """`attributes` with the answer's status (a 5xx is the error's type) and what was set besides."""
     if (status := span.status_code) is not None:
         attributes["http.response.status_code"] = status
         if status >= 500:
