@@ -83,7 +83,13 @@ class H1ProxyConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.remote: str | None = None
         self.queue: deque[_Pending] = deque()
+        # The connection's answering task, started by its first request and kept while the
+        # connection lives: between requests it waits on `_wakeup` (a future per request
+        # costs a fraction of a task: a task registers itself in asyncio's WeakSet of tasks,
+        # in Python, and unregisters when freed). `busy` is True while requests are queued.
         self.task: asyncio.Task[None] | None = None
+        self.busy = False
+        self._wakeup: asyncio.Future[None] | None = None
         self.reading = True
         self.closing = False
         self.last_active = self.loop.time()
@@ -106,6 +112,7 @@ class H1ProxyConnection(asyncio.Protocol):
         self.server.connections.discard(self)
         if self._idle_timer is not None:
             self._idle_timer.cancel()
+        self._wake()  # an idle task sees the connection gone and ends
 
     def data_received(self, data: bytes) -> None:
         self.last_active = self.loop.time()
@@ -193,51 +200,81 @@ class H1ProxyConnection(asyncio.Protocol):
         method = _METHODS.get(raw_method) or raw_method.decode("ascii", "replace")
         keep_alive = self.parser.should_keep_alive()
         pending = _Pending(method, service, path, self.headers, body, keep_alive, self.refusal)
-        if self.task is None:
-            self.task = self.loop.create_task(self._run(pending))
-        else:
+        if self.busy:
             self.queue.append(pending)
             if self.reading and self.transport is not None:
                 self.reading = False
                 self.transport.pause_reading()  # one answer at a time: let TCP hold the rest
+        else:
+            self._answer(pending)
 
     # -- answering -----------------------------------------------------------------------
 
-    async def _run(self, pending: _Pending | None) -> None:
+    def _answer(self, pending: _Pending) -> None:
+        """Hand `pending` to the answering task (started for the first request, woken after that)."""
+        self.busy = True
+        self.queue.append(pending)
+        if self.task is None:
+            self.task = self.loop.create_task(self._run())
+        else:
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._wakeup = self._wakeup, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _run(self) -> None:
+        """Answer queued requests in order; wait for the next while the connection stays open."""
+        server, queue = self.server, self.queue
+        try:
+            while True:
+                while queue:
+                    if not await self._answer_one(queue.popleft()):
+                        return
+                self.busy = False
+                if not self.reading and self.transport is not None and not self.closing:
+                    self.reading = True
+                    self.transport.resume_reading()
+                if self.transport is None or self.closing or server.stopping:
+                    return
+                waiter = self._wakeup = self.loop.create_future()
+                await waiter
+        finally:
+            self.busy = False
+            self.task = None
+
+    async def _answer_one(self, pending: _Pending) -> bool:
+        """Forward and write one answer; False when the connection is done."""
         server = self.server
-        while pending is not None:
-            answer = pending.refusal
-            if answer is None:
-                try:
-                    answer = await forward(server.client, pending.method, pending.service, pending.path,
-                                           pending.headers, pending.body, self.remote)  # fmt: skip
-                except Exception:
-                    log.exception("h1 proxy: forwarding %s %s failed", pending.method, pending.path)
-                    answer = error_reply(500, "InternalError", "the proxy failed forwarding the request")
-            transport = self.transport
-            if transport is None or transport.is_closing():
-                break
-            keep_alive = pending.keep_alive and not server.stopping and not (self.closing and not self.queue)
-            transport.write(encode_response(answer, pending.method == "HEAD", keep_alive))
-            if not keep_alive:
-                self.closing = True
-                transport.close()
-                break
-            self.last_active = self.loop.time()
-            pending = self.queue.popleft() if self.queue else None
-        self.task = None
-        if not self.reading and self.transport is not None and not self.closing:
-            self.reading = True
-            self.transport.resume_reading()
+        answer = pending.refusal
+        if answer is None:
+            try:
+                answer = await forward(server.client, pending.method, pending.service, pending.path,
+                                       pending.headers, pending.body, self.remote)  # fmt: skip
+            except Exception:
+                log.exception("h1 proxy: forwarding %s %s failed", pending.method, pending.path)
+                answer = error_reply(500, "InternalError", "the proxy failed forwarding the request")
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return False
+        keep_alive = pending.keep_alive and not server.stopping and not (self.closing and not self.queue)
+        transport.write(encode_response(answer, pending.method == "HEAD", keep_alive))
+        if not keep_alive:
+            self.closing = True
+            transport.close()
+            return False
+        self.last_active = self.loop.time()
+        return True
 
     def _refuse(self, reply: Response) -> None:
         """Answer `reply` once the requests before it are answered, then close."""
         self.closing = True
         pending = _Pending("GET", "", "", CIMultiDict(), None, False, reply)
-        if self.task is None:
-            self.task = self.loop.create_task(self._run(pending))
-        else:
+        if self.busy:
             self.queue.append(pending)
+        else:
+            self._answer(pending)
 
     # -- idle connections ----------------------------------------------------------------
 
@@ -250,14 +287,15 @@ class H1ProxyConnection(asyncio.Protocol):
             return
         idle_for = self.loop.time() - self.last_active
         timeout = self.server.keepalive_timeout
-        if self.task is None and idle_for >= timeout:
+        if not self.busy and idle_for >= timeout:
             self.transport.close()
             return
-        self._arm_idle_timer(max(timeout - idle_for, 0.05) if self.task is None else timeout)
+        self._arm_idle_timer(max(timeout - idle_for, 0.05) if not self.busy else timeout)
 
     def close_when_idle(self) -> None:
-        if self.task is None and self.transport is not None:
+        if not self.busy and self.transport is not None:
             self.transport.close()
+            self._wake()  # its task ends now, not when the loop reports the connection lost
 
 
 class H1ProxyServer:
