@@ -1,0 +1,172 @@
+"""Instructions per proxied request: the meshkit sidecar against a bare asyncio + httptools pass-through.
+
+bench_proxy.py's req/s and CPU per request move with whatever else the shared machine runs;
+callgrind's instruction counts do not, so a change to the sidecar's data path can be judged
+by a few thousand instructions. Each contender runs under `valgrind --tool=callgrind`, in
+front of a local nginx serving 1 KB, twice: `--small` and then `--large` GETs sent over 8
+keep-alive connections by plain sockets in this process (not counted); the difference of
+the two totals divided by the difference of the counts is one request's cost, start-up
+cancelled out. The sidecar is `SidecarProxy` with its default engine and stack over an
+in-memory `EmbeddedRegistry` (the control plane is not in the count), the baseline is
+`_rawproxy.py` (bench_proxy's "asyncio+httptools" reference, about the least a Python proxy
+can spend).
+
+    .venv/bin/python bench/callgrind_sidecar.py              # both, 400 and 1600 requests
+    .venv/bin/python bench/callgrind_sidecar.py --only sidecar
+
+`--serve-sidecar UPSTREAM_PORT PORT` is the process callgrind runs (not meant to be called by hand).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+CONNECTIONS = 8
+WARMUP = 80  # requests before the counted ones, in both runs
+
+
+def _serve_sidecar(upstream_port: int, port: int) -> None:
+    import asyncio
+
+    import uvloop
+
+    from meshkit.proxy.sidecar import SidecarProxy
+    from meshkit.registry.embedded import EmbeddedRegistry
+    from meshkit.types import ServiceInstance
+
+    async def main() -> None:
+        registry = EmbeddedRegistry()  # in memory
+        await registry.start()
+        await registry.register(ServiceInstance("bench-0", "bench", "127.0.0.1", upstream_port))
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        async with SidecarProxy(f"127.0.0.1:{port}", registry):
+            print("ready", flush=True)
+            await stop.wait()
+
+    uvloop.run(main())
+
+
+def _get(port: int, path: str, count: int, failures: list[str]) -> None:
+    """`count` GETs of `path` on one keep-alive connection, each answer read whole and checked."""
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock, sock.makefile("rb") as answers:
+        for _ in range(count):
+            sock.sendall(request)
+            status = answers.readline()
+            length = 0
+            while (line := answers.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            answers.read(length)
+            if not status.startswith(b"HTTP/1.1 200"):
+                failures.append(status.decode(errors="replace").strip())
+                return
+
+
+def _load(port: int, path: str, total: int) -> None:
+    failures: list[str] = []
+    threads = [
+        threading.Thread(target=_get, args=(port, path, total // CONNECTIONS, failures))
+        for _ in range(CONNECTIONS)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise RuntimeError(f"answers other than 200: {failures[:3]}")
+
+
+def count(contender: str, n: int, upstream_port: int) -> int:
+    """Total instructions of the contender's process over a run that proxies `n` requests."""
+    from _nginx import free_port
+
+    port = free_port()
+    if contender == "sidecar":
+        target = [str(Path(__file__).resolve()), "--serve-sidecar", str(upstream_port), str(port)]
+        path = "/bench/"
+    else:
+        target = [str(HERE / "_rawproxy.py"), "--port", str(port), "--upstream", f"127.0.0.1:{upstream_port}"]
+        path = "/"
+    with tempfile.TemporaryDirectory(prefix="meshkit-cg-") as tmp:
+        log = Path(tmp) / "log"
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/cg.out", sys.executable, *target]
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        with log.open("wb") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+            _wait_listening(port, proc, log)
+            _load(port, path, WARMUP)
+            _load(port, path, n)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=120)
+        match = re.search(r"Collected : (\d+)", log.read_text(errors="replace"))
+        if match is None:
+            raise RuntimeError(f"{contender} N={n}: no count: {log.read_text(errors='replace')[-2000:]}")
+        return int(match.group(1))
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}: {log.read_text(errors='replace')[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"not listening on {port} after {timeout}s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--serve-sidecar", nargs=2, type=int, metavar=("UPSTREAM_PORT", "PORT"), help=argparse.SUPPRESS
+    )
+    parser.add_argument("--small", type=int, default=400, help="requests in the first run (default 400)")
+    parser.add_argument("--large", type=int, default=1600, help="requests in the second run (default 1600)")
+    parser.add_argument("--only", choices=("sidecar", "raw"), help="measure one contender")
+    args = parser.parse_args()
+    if args.serve_sidecar:
+        _serve_sidecar(*args.serve_sidecar)
+        return
+    for name in ("small", "large"):
+        value = getattr(args, name)
+        if value < CONNECTIONS or value % CONNECTIONS:
+            raise SystemExit(f"{name}: must be a positive multiple of {CONNECTIONS}, got {value}")
+    if args.large <= args.small:
+        raise SystemExit(f"large: must be more than small ({args.small}), got {args.large}")
+    from _nginx import LocalNginx
+
+    contenders = (args.only,) if args.only else ("raw", "sidecar")
+    results: dict[str, float] = {}
+    with LocalNginx(body_bytes=1024) as nginx:
+        for contender in contenders:
+            a = count(contender, args.small, nginx.ports[0])
+            b = count(contender, args.large, nginx.ports[0])
+            results[contender] = (b - a) / (args.large - args.small)
+            print(f"{contender:8s} {results[contender]:10,.0f} instructions/request", flush=True)
+    if len(results) == 2:
+        print(f"sidecar / raw pass-through: {results['sidecar'] / results['raw']:.2f}x the instructions")
+
+
+if __name__ == "__main__":
+    main()
