@@ -149,6 +149,26 @@ async def test_head_has_headers_and_no_body(raw: RawClient) -> None:
     assert (await raw.response())[2] == b"/next|"  # nothing between the two answers
 
 
+async def test_one_task_answers_a_connections_requests_and_ends_when_the_server_stops(
+    raw: RawClient, sidecar: tuple[SidecarProxy, Upstream]
+) -> None:
+    server = sidecar[0].h1_server
+    assert server is not None
+    server.keepalive_timeout = 3600  # idle, not timed out: only stop() may end it
+    tasks = []
+    for i in range(3):
+        await raw.send(get(f"/up/t{i}"))
+        assert (await raw.response())[2] == f"/t{i}|".encode()
+        [conn] = server.connections
+        tasks.append(conn.task)
+    assert tasks[0] is not None and tasks.count(tasks[0]) == 3 and not tasks[0].done()  # kept, waiting
+    assert not conn.busy
+    # stop() must end an idle connection's waiting task, not wait out its grace period for it
+    await asyncio.wait_for(server.stop(grace=3600), 30)
+    assert tasks[0].done() and not tasks[0].cancelled() and conn.task is None
+    assert await raw.at_eof()
+
+
 async def test_idle_connections_are_closed(raw: RawClient) -> None:
     await raw.send(get("/up/x"))
     await raw.response()
