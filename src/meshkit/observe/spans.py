@@ -82,6 +82,69 @@ class SpanPipeline(SynchronousMultiSpanProcessor):
             sink.route(self)
 
 
+class SpanSink:
+    """Where finished client spans go: the provider's processors, its resource and scope."""
+
+    __slots__ = ("bound", "lane", "on_end", "processor", "queue", "resource", "scope")
+
+    def __init__(
+        self, processor: SpanProcessor, resource: Resource, scope: InstrumentationScope, ratio: float
+    ):
+        self.processor = processor
+        if isinstance(processor, SpanPipeline):
+            processor.sinks.append(self)
+        self.route(processor)
+        self.resource = resource
+        self.scope = scope
+        self.bound = round(ratio * (_LOW_64 + 1))  # as TraceIdRatioBased.get_bound_for_rate
+
+    def route(self, processor: SpanProcessor) -> None:
+        """Send ended spans to `processor`; to its one processor directly, by its queue when it has one."""
+        if isinstance(processor, SpanPipeline) and len(processor._span_processors) == 1:
+            processor = processor._span_processors[0]
+        self.on_end: Callable[[ReadableSpan], None] = processor.on_end
+        lane: SpanLane | None = None
+        if isinstance(getattr(processor, "wake_at", None), int):
+            lane = processor  # type: ignore[assignment]
+        self.lane = lane
+        self.queue = None if lane is None else lane.queue
+
+    def start(self, name: str, parent: SpanContext | ClientSpan | None) -> ClientSpan:
+        """A new span, child of `parent` (a root when it is None or invalid), started now."""
+        span = _new_span(ClientSpan)  # its fields set here: one call per span, not two
+        if parent is None or not parent.is_valid:
+            span.trace_id = trace_id = _getrandbits(128) or 1
+            span.trace_hex = trace_id.to_bytes(16, "big").hex()
+            span.trace_flags = flags = RANDOM_TRACE_ID | (SAMPLED if trace_id & _LOW_64 < self.bound else 0)
+            span.trace_state = None
+            span.parent_span_id = parent = None  # an invalid one is no parent
+        elif parent.__class__ is ClientSpan:
+            span.trace_id = parent.trace_id
+            span.trace_hex = parent.trace_hex  # type: ignore[union-attr]
+            span.trace_flags = flags = parent.trace_flags & _KEPT_FLAGS
+            span.trace_state = parent.trace_state
+            span.parent_span_id = parent.span_id
+        else:
+            span.trace_id = parent.trace_id
+            span.trace_hex = parent.trace_id.to_bytes(16, "big").hex()
+            span.trace_flags = flags = parent.trace_flags & _KEPT_FLAGS
+            span.trace_state = parent.trace_state
+            span.parent_span_id = parent.span_id
+        span._parent_span = parent
+        span.span_id = _getrandbits(64) or 1  # its hex form is made where it goes out (`span_hex`)
+        span._sink = self
+        span.name = name
+        span.end_time = None
+        span.status = _UNSET
+        span.events = ()
+        span.resource = self.resource
+        span.instrumentation_scope = self.scope
+        span._written = _NO_ATTRIBUTES  # a dict of its own from the first attribute set
+        span._read_fields = None  # a layer's span names its reader once it has written its fields
+        span.start_time = _time_ns() if flags & SAMPLED else 0  # an unsampled span has no times
+        return span
+
+
 class ClientSpan(ReadableSpan):
     """One CLIENT span written by one layer; on `end()`, when its trace is sampled, it is exported as is.
 
@@ -89,8 +152,8 @@ class ClientSpan(ReadableSpan):
     Write attributes with `set_attribute` / `set_attributes`; `attributes` is a read-only
     view of them, as the SDK's. A sampled span waits in its processor's queue until a batch
     is full, so it holds no GC-tracked object it does not need: no view, no context (both
-    are built per read, on the exporter's thread), and the layers' own kinds keep their
-    attributes as fields (`meshkit.observe.mesh_spans`).
+    are built per read, on the exporter's thread), and the call and attempt layers keep
+    their attributes as its fields (`meshkit.observe.mesh_spans`).
     """
 
     # What exporters read, every span, on their thread, are slots of the names the SDK's
@@ -285,66 +348,3 @@ class ClientSpan(ReadableSpan):
         queue.append(self)  # a batching processor's queue (`SpanLane`): no call per span
         if len(queue) >= sink.lane.wake_at:  # type: ignore[union-attr]
             sink.lane.overflow()  # type: ignore[union-attr]
-
-
-class SpanSink:
-    """Where finished client spans go: the provider's processors, its resource and scope."""
-
-    __slots__ = ("bound", "lane", "on_end", "processor", "queue", "resource", "scope")
-
-    def __init__(
-        self, processor: SpanProcessor, resource: Resource, scope: InstrumentationScope, ratio: float
-    ):
-        self.processor = processor
-        if isinstance(processor, SpanPipeline):
-            processor.sinks.append(self)
-        self.route(processor)
-        self.resource = resource
-        self.scope = scope
-        self.bound = round(ratio * (_LOW_64 + 1))  # as TraceIdRatioBased.get_bound_for_rate
-
-    def route(self, processor: SpanProcessor) -> None:
-        """Send ended spans to `processor`; to its one processor directly, by its queue when it has one."""
-        if isinstance(processor, SpanPipeline) and len(processor._span_processors) == 1:
-            processor = processor._span_processors[0]
-        self.on_end: Callable[[ReadableSpan], None] = processor.on_end
-        lane: SpanLane | None = None
-        if isinstance(getattr(processor, "wake_at", None), int):
-            lane = processor  # type: ignore[assignment]
-        self.lane = lane
-        self.queue = None if lane is None else lane.queue
-
-    def start(self, name: str, parent: SpanContext | ClientSpan | None) -> ClientSpan:
-        """A new span, child of `parent` (a root when it is None or invalid), started now."""
-        span = _new_span(ClientSpan)  # its fields set here: one call per span, not two
-        if parent is None or not parent.is_valid:
-            span.trace_id = trace_id = _getrandbits(128) or 1
-            span.trace_hex = trace_id.to_bytes(16, "big").hex()
-            span.trace_flags = flags = RANDOM_TRACE_ID | (SAMPLED if trace_id & _LOW_64 < self.bound else 0)
-            span.trace_state = None
-            span.parent_span_id = parent = None  # an invalid one is no parent
-        elif parent.__class__ is ClientSpan:
-            span.trace_id = parent.trace_id
-            span.trace_hex = parent.trace_hex  # type: ignore[union-attr]
-            span.trace_flags = flags = parent.trace_flags & _KEPT_FLAGS
-            span.trace_state = parent.trace_state
-            span.parent_span_id = parent.span_id
-        else:
-            span.trace_id = parent.trace_id
-            span.trace_hex = parent.trace_id.to_bytes(16, "big").hex()
-            span.trace_flags = flags = parent.trace_flags & _KEPT_FLAGS
-            span.trace_state = parent.trace_state
-            span.parent_span_id = parent.span_id
-        span._parent_span = parent
-        span.span_id = _getrandbits(64) or 1  # its hex form is made where it goes out (`span_hex`)
-        span._sink = self
-        span.name = name
-        span.end_time = None
-        span.status = _UNSET
-        span.events = ()
-        span.resource = self.resource
-        span.instrumentation_scope = self.scope
-        span._written = _NO_ATTRIBUTES  # a dict of its own from the first attribute set
-        span._read_fields = None  # a layer's span names its reader once it has written its fields
-        span.start_time = _time_ns() if flags & SAMPLED else 0  # an unsampled span has no times
-        return span
