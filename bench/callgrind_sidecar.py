@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -94,6 +93,7 @@ def _load(port: int, path: str, total: int) -> None:
 def count(contender: str, n: int, upstream_port: int) -> int:
     """Total instructions of the contender's process over a run that proxies `n` requests."""
     from _nginx import free_port
+    from _processes import wait_accepting
 
     port = free_port()
     if contender == "sidecar":
@@ -109,7 +109,7 @@ def count(contender: str, n: int, upstream_port: int) -> int:
         with log.open("wb") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
         try:
-            _wait_listening(port, proc, log)
+            wait_accepting(port, 120.0, proc, log)
             _load(port, path, WARMUP)
             _load(port, path, n)
         finally:
@@ -119,19 +119,6 @@ def count(contender: str, n: int, upstream_port: int) -> int:
         if match is None:
             raise RuntimeError(f"{contender} N={n}: no count: {log.read_text(errors='replace')[-2000:]}")
         return int(match.group(1))
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"exited with {proc.returncode}: {log.read_text(errors='replace')[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise RuntimeError(f"not listening on {port} after {timeout}s")
 
 
 def main() -> None:
