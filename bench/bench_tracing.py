@@ -22,7 +22,8 @@ process's CPU time per request (export thread included) is printed too: on this 
 machine it moves less than req/s, and "x off cpu" is the ratio a CPU-bound client would
 reach. The target line is judged by both. Every loop is bounded by time.
 
-Run: `.venv/bin/python bench/bench_tracing.py [--quick] [--json]` (about 2.5 minutes;
+`--pin` runs nginx on the first usable CPU and this client on the second (by default the
+scheduler places them). Run: `.venv/bin/python bench/bench_tracing.py [--quick] [--json] [--pin]` (about 2.5 minutes;
 `--quick` about 25 s); `--profile` compares "off" and "100%" under cProfile, by module.
 """
 
@@ -30,13 +31,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 from _nginx import LocalNginx
+from _processes import pinned_to, usable_cpus
 from _profile import by_module, compare, profile, top_functions
 from _rounds import event_loop_factory, measure_level, run_round, summarize
 from _stats import format_table
@@ -161,6 +165,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--profile", action="store_true", help="cProfile 'off' and the first other --modes (first transport)"
     )
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="nginx on the first usable CPU, this client (all its threads) on the second",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.seconds = 1, 0.5
@@ -184,7 +193,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     loop_factory, loop_name = event_loop_factory(args.loop)
     nginx = LocalNginx(body_bytes=1024, extra_locations=OTLP_LOCATION)
-    with nginx, asyncio.Runner(loop_factory=loop_factory) as runner:
+    cpus = sorted(usable_cpus())
+    if args.pin and len(cpus) < 2:
+        print(f"--pin: needs two usable CPUs, this process has {cpus}", file=sys.stderr)
+        return 2
+    with contextlib.ExitStack() as stack:
+        with pinned_to({cpus[0]} if args.pin else None):
+            stack.enter_context(nginx)
+        if args.pin:
+            os.sched_setaffinity(0, {cpus[1]})  # the client's loop and export threads share one core
+        runner = stack.enter_context(asyncio.Runner(loop_factory=loop_factory))
         if args.profile:
             traced = next((m for m in args.modes if m != "off"), "100%")
             profile = profile_tracing(nginx, args.transports[0], traced, max(args.concurrency), args.seconds)
