@@ -360,8 +360,8 @@ def _pairs(
 ) -> list[tuple[str, str]]:
     flags_hex = _HEX_BYTE[flags & 0xFF]
     pairs: list[tuple[str, str]] = []
-    sent = parent_id is not None and not formats.isdisjoint(("seed", "b3multi"))  # the formats that send it
-    parent = span_hex(parent_id) if sent and parent_id is not None else None
+    sends_parent = not formats.isdisjoint(("seed", "b3multi"))  # the formats that send the parent's id
+    parent = span_hex(parent_id) if parent_id is not None and sends_parent else None
     if "tracecontext" in formats:
         pairs.append((_TRACEPARENT_KEY, f"00-{tid}-{sid}-{flags_hex}"))
         if trace_state:

@@ -10,8 +10,9 @@ exporters and the header propagator. The seed's names map onto OpenTelemetry's t
 and is the child of the span current in the task (a server span, via contextvars).
 `AttemptSpanLayer` sits just above the transport: one CLIENT span per attempt, child of
 the call span, carrying the mesh's decisions that other layers left in `request.context`
-(keys below and in mesh_spans), and the propagation headers of this attempt go out on a copy of the headers.
-Errors are recorded on both; a 5xx is an error, a 4xx is the caller's (as `meshkit.outcome`).
+(keys below and in mesh_spans), and the propagation headers of this attempt go out on a
+copy of the headers. Errors are recorded on both; a 5xx is an error, a 4xx is the caller's
+(as `meshkit.outcome`).
 Both layers make `ClientSpan`s (see `meshkit.observe.spans`: the SDK's model and exporters
 at a fraction of its per-span cost), whose attributes are fields until an exporter reads
 them (`meshkit.observe.mesh_spans`); the call span reaches the attempt layer through
