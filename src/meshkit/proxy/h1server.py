@@ -86,7 +86,7 @@ class H1ProxyConnection(asyncio.Protocol):
         # The connection's answering task, started by its first request and kept while the
         # connection lives: between requests it waits on `_wakeup` (a future per request
         # costs a fraction of a task: a task registers itself in asyncio's WeakSet of tasks,
-        # in Python, and unregisters when freed). `busy` is True while requests are queued.
+        # in Python, and unregisters when freed). `busy`: a request is queued or being answered.
         self.task: asyncio.Task[None] | None = None
         self.busy = False
         self._wakeup: asyncio.Future[None] | None = None
