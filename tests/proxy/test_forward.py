@@ -10,6 +10,7 @@ from multidict import CIMultiDict
 
 from meshkit.plane.headers import strip_hop_by_hop
 from meshkit.proxy.forward import error_reply, outgoing_headers, without_hop_by_hop
+from meshkit.proxy.h1server import answer_fields
 
 
 @pytest.fixture(autouse=True)
@@ -27,6 +28,14 @@ VALUES = st.sampled_from(["1", "close", "keep-alive, X-Drop", "x-b", " X-A , te"
 def test_without_hop_by_hop_matches_strip_hop_by_hop(pairs: list[tuple[str, str]]) -> None:
     headers = CIMultiDict(pairs)
     assert list(without_hop_by_hop(headers).items()) == list(strip_hop_by_hop(headers).items())
+
+
+@given(st.lists(st.tuples(NAMES, VALUES), max_size=12))
+def test_the_h1_engine_drops_from_an_answer_what_without_hop_by_hop_drops(
+    pairs: list[tuple[str, str]],
+) -> None:
+    headers = CIMultiDict(pairs)
+    assert answer_fields(headers) == list(without_hop_by_hop(headers).items())
 
 
 def test_outgoing_headers_drop_the_mesh_own_and_hop_by_hop() -> None:

@@ -7,6 +7,7 @@ engines by the other files here; these cases are about the server itself.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import AsyncIterator
 
@@ -15,6 +16,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from meshkit.proxy import SidecarProxy
+from meshkit.proxy.forward import outgoing_headers
 from meshkit.proxy.h1server import H1ProxyConnection, encode_response
 from meshkit.registry.embedded import EmbeddedRegistry
 from meshkit.types import Response, ServiceInstance, ServiceState
@@ -208,6 +210,44 @@ async def test_header_bytes_that_are_not_utf8_reach_the_instance_unchanged(upstr
             assert (await client.response())[2] == b"caf\xe9 \xff"
         finally:
             writer.close()
+
+
+SENT_FIELDS = [
+    [("Host", "a"), ("X-A", "1"), ("Accept", "*/*")],
+    [("Host", "a"), ("Connection", "keep-alive, X-Private"), ("X-Private", "p"), ("x-private", "q"), ("X-B", "2")],
+    [("HOST", "a"), ("Keep-Alive", "timeout=5"), ("TE", "trailers"), ("Trailer", "X"), ("Upgrade", "h2c"),
+     ("Proxy-Authorization", "Basic eA=="), ("Proxy-Connection", "x"), ("X-A", "1"), ("x-a", "2")],
+    [("Host", "a"), ("X-Meshkit-Deadline-Ms", "5000"), ("x-MESHKIT-other", "1"), ("X-Meshkit", "kept"),
+     ("Connection", "close"), ("Connection", "X-C"), ("X-C", "c"), ("Content-Length", "0")],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("fields", SENT_FIELDS)
+async def test_the_upstream_gets_the_callers_fields_as_outgoing_headers_keeps_them(
+    upstreams: StartUpstream, fields: list[tuple[str, str]]
+) -> None:
+    """The h1 engine sets fields aside while parsing; what goes upstream is `outgoing_headers`'s choice."""
+
+    async def echo_fields(request: web.Request) -> web.StreamResponse:
+        raw = [(k.decode(), v.decode()) for k, v in request.raw_headers]
+        return web.json_response(raw)
+
+    up = await upstreams("f", echo_fields)
+    registry = EmbeddedRegistry()
+    await registry.start()
+    await registry.register(ServiceInstance("f-1", "f", "127.0.0.1", up.port, state=ServiceState.HEALTHY))
+    async with SidecarProxy("127.0.0.1:0", registry, engine="h1") as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        try:
+            head = "".join(f"{name}: {value}\r\n" for name, value in fields)
+            await RawClient(reader, writer).send(f"GET /f/x HTTP/1.1\r\n{head}\r\n".encode())
+            status, _, body = await RawClient(reader, writer).response()
+        finally:
+            writer.close()
+    assert status == 200
+    written_by_transport = ("host", "content-length", "x-meshkit-deadline-ms")  # the deadline: the call's own
+    received = [(k, v) for k, v in json.loads(body) if k.lower() not in written_by_transport]
+    assert received == list(outgoing_headers(CIMultiDict(fields)).items())
 
 
 @pytest.mark.parametrize(

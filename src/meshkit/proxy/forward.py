@@ -6,7 +6,9 @@ body their own way, then hand the same five things here: method, service, path, 
 caller's headers and body. This is the mapping they share: the caller's hop-by-hop and
 `X-Meshkit-*` headers dropped (its deadline read from them first), the `MeshClient`
 called, mesh decisions turned into JSON errors (503 when no instance could serve the
-call, 504 when the deadline passed) and the answer's hop-by-hop headers dropped.
+call, 504 when the deadline passed) and the answer's hop-by-hop headers dropped. The h1
+engine sorts the caller's fields while parsing and calls `call_service` with the two
+halves, saving the copies `forward` makes; its answer's fields are filtered as written.
 """
 
 from __future__ import annotations
@@ -67,16 +69,34 @@ async def forward(
     remote: str | None,
 ) -> Response:
     """Call `service` at `path` through `client`; the answer to send back, never an exception."""
-    call = Request(method, path, outgoing_headers(headers), body, service=service)
+    answer = await call_service(
+        client, method, service, path, outgoing_headers(headers), headers, body, remote
+    )
+    return Response(answer.status, without_hop_by_hop(answer.headers), answer.body)
+
+
+async def call_service(
+    client: MeshClient,
+    method: str,
+    service: str,
+    path: str,
+    outgoing: CIMultiDict[str],
+    internal: MultiMapping[str],
+    body: bytes | None,
+    remote: str | None,
+) -> Response:
+    """`forward` for a server that filtered the caller's headers itself: `outgoing` is what goes
+    upstream, `internal` has the caller's `X-Meshkit-*` fields (its deadline). The answer keeps
+    its hop-by-hop fields; the server drops them as it writes the answer."""
+    call = Request(method, path, outgoing, body, service=service)
     call.hash_key = remote
-    if _DEADLINE in headers:
-        deadline = deadline_from_headers(headers, client.parts.clock)
+    if _DEADLINE in internal:
+        deadline = deadline_from_headers(internal, client.parts.clock)
         if deadline is not None:
             call.deadline = deadline
     try:
-        response = await client.call(call)
+        return await client.call(call)
     except (DeadlineExceeded, RequestTimeout) as exc:
         return error_reply(504, type(exc).__name__, str(exc))
     except MeshError as exc:
         return error_reply(503, type(exc).__name__, str(exc))
-    return Response(response.status, without_hop_by_hop(response.headers), response.body)

@@ -26,8 +26,9 @@ from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrad
 from multidict import CIMultiDict, istr
 
 from meshkit.client import MeshClient
+from meshkit.plane.headers import HOP_BY_HOP, INTERNAL_PREFIX, SET_BY_TRANSPORT
 from meshkit.plane.ssrf import UnsafePath
-from meshkit.proxy.forward import error_reply, forward
+from meshkit.proxy.forward import call_service, error_reply, without_hop_by_hop
 from meshkit.proxy.framing import UnsafeFraming, check_header_framing
 from meshkit.proxy.routing import BadRoute, split_target
 from meshkit.transport.h1.head import field_lines
@@ -42,7 +43,14 @@ _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n" for s in HTTPStat
 _NO_BODY = frozenset({204, 304})
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 _CONTENT_LENGTH, _TRANSFER_ENCODING = istr("Content-Length"), istr("Transfer-Encoding")
-_EXPECT = istr("Expect")
+_EXPECT, _CONNECTION = istr("Expect"), istr("Connection")
+# Fields that never go upstream as they came: hop-by-hop ones, Host and Content-Length (the
+# transport writes its own) and the mesh's `X-Meshkit-*`. They are set aside while parsing,
+# so the caller's other fields become the upstream request's headers with no copy.
+_DROPPED = HOP_BY_HOP | SET_BY_TRANSPORT
+_ASIDE = frozenset(name.encode() for name in _DROPPED)
+_INTERNAL = INTERNAL_PREFIX.encode()
+_PLAIN_CONNECTION = frozenset({"keep-alive", "close"})  # Connection values that name no other field
 
 
 class _Refusal(Exception):
@@ -50,19 +58,30 @@ class _Refusal(Exception):
 
 
 class _Pending:
-    __slots__ = ("body", "headers", "keep_alive", "method", "path", "refusal", "service")
+    """A parsed request: `headers` go upstream, `internal` holds the fields set aside."""
 
-    def __init__(self, method: str, service: str, path: str, headers: CIMultiDict[str], body: bytes | None,
-                 keep_alive: bool, refusal: Response | None) -> None:  # fmt: skip
+    __slots__ = ("body", "headers", "internal", "keep_alive", "method", "path", "refusal", "service")
+
+    def __init__(self, method: str, service: str, path: str, headers: CIMultiDict[str],
+                 internal: CIMultiDict[str], body: bytes | None, keep_alive: bool,
+                 refusal: Response | None) -> None:  # fmt: skip
         self.method, self.service, self.path, self.headers = method, service, path, headers
-        self.body, self.keep_alive, self.refusal = body, keep_alive, refusal
+        self.internal, self.body, self.keep_alive, self.refusal = internal, body, keep_alive, refusal
+
+
+def answer_fields(headers: CIMultiDict[str]) -> list[tuple[str, str]]:
+    """The answer's fields without hop-by-hop ones and Content-Length (written from the body)."""
+    named = headers.getall(_CONNECTION, None)
+    if named is not None and (len(named) > 1 or named[0].lower() not in _PLAIN_CONNECTION):
+        return list(without_hop_by_hop(headers).items())  # Connection names more fields to drop
+    return [(k, v) for k, v in headers.items() if k.lower() not in _DROPPED]
 
 
 def encode_response(answer: Response, head_only: bool, keep_alive: bool) -> bytes:
     status = answer.status
     body = answer.body
     head = _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n"
-    head += field_lines(answer.headers.items())
+    head += field_lines(answer_fields(answer.headers))
     if status >= 200 and status not in _NO_BODY:
         head += f"Content-Length: {len(body)}\r\n"
     if not keep_alive:
@@ -94,7 +113,8 @@ class H1ProxyConnection(asyncio.Protocol):
         self.closing = False
         self.last_active = self.loop.time()
         self._idle_timer: asyncio.TimerHandle | None = None
-        self.headers: CIMultiDict[str] = CIMultiDict()  # each request's, from on_headers_complete
+        self.headers: CIMultiDict[str] = CIMultiDict()  # each request's fields for upstream
+        self.internal: CIMultiDict[str] = CIMultiDict()  # and the fields set aside (see _ASIDE)
         self.stopped_by: Response | None = None  # a callback's refusal: answered, then the connection closes
         self.on_message_begin()
 
@@ -142,6 +162,7 @@ class H1ProxyConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.url = b""
         self.fields: list[tuple[str, str]] = []
+        self.aside: list[tuple[str, str]] = []
         self.header_bytes = 0
         self.chunks: list[bytes] = []
         self.size = 0
@@ -157,25 +178,39 @@ class H1ProxyConnection(asyncio.Protocol):
         size = len(name) + len(value)
         total = self.header_bytes = self.header_bytes + size
         fields = self.fields
-        if size > MAX_FIELD or total > self.server.max_header_bytes or len(fields) >= MAX_HEADERS:
+        if (
+            size > MAX_FIELD
+            or total > self.server.max_header_bytes
+            or len(fields) + len(self.aside) >= MAX_HEADERS
+        ):
             detail = (f"headers: at most {MAX_HEADERS} fields, {MAX_FIELD} bytes each and "
                       f"{self.server.max_header_bytes} bytes in all")  # fmt: skip
             raise self._stop(error_reply(431, "HeadersTooLarge", detail))
         try:  # strict UTF-8 first: the same text when it succeeds, at a fraction of the cost
-            fields.append((name.decode(), value.decode()))
+            field = (name.decode(), value.decode())
         except UnicodeDecodeError:
-            fields.append((name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape")))
+            field = (name.decode("utf-8", "surrogateescape"), value.decode("utf-8", "surrogateescape"))
+        lowered = name.lower()
+        if lowered in _ASIDE or lowered.startswith(_INTERNAL):
+            self.aside.append(field)
+        else:
+            fields.append(field)
 
     def on_headers_complete(self) -> None:
         headers = self.headers = CIMultiDict(self.fields)
-        if _TRANSFER_ENCODING in headers or _CONTENT_LENGTH in headers:  # a body: is its length clear?
+        aside = self.internal = CIMultiDict(self.aside)
+        if _TRANSFER_ENCODING in aside or _CONTENT_LENGTH in aside:  # a body: is its length clear?
             try:
-                check_header_framing(headers, self.parser.get_http_version() != "1.0")
+                check_header_framing(aside, self.parser.get_http_version() != "1.0")
             except UnsafeFraming as exc:
                 raise self._stop(error_reply(400, "UnsafeFraming", str(exc))) from None
-            length = headers.get(_CONTENT_LENGTH)
+            length = aside.get(_CONTENT_LENGTH)
             if length is not None and int(length) > self.server.max_body:
                 raise self._stop(self.server.too_large())
+        if _CONNECTION in aside:  # the fields it names are hop-by-hop too (RFC 9110 7.6.1)
+            for value in aside.getall(_CONNECTION):
+                for token in value.split(","):
+                    headers.popall(token.strip(), None)
         url = self.url
         target = url.decode() if url.isascii() else url.decode("utf-8", "surrogateescape")
         try:
@@ -199,7 +234,7 @@ class H1ProxyConnection(asyncio.Protocol):
         raw_method = self.parser.get_method()
         method = _METHODS.get(raw_method) or raw_method.decode("ascii", "replace")
         keep_alive = self.parser.should_keep_alive()
-        pending = _Pending(method, service, path, self.headers, body, keep_alive, self.refusal)
+        pending = _Pending(method, service, path, self.headers, self.internal, body, keep_alive, self.refusal)
         if self.busy:
             self.queue.append(pending)
             if self.reading and self.transport is not None:
@@ -250,8 +285,8 @@ class H1ProxyConnection(asyncio.Protocol):
         answer = pending.refusal
         if answer is None:
             try:
-                answer = await forward(server.client, pending.method, pending.service, pending.path,
-                                       pending.headers, pending.body, self.remote)  # fmt: skip
+                answer = await call_service(server.client, pending.method, pending.service, pending.path,
+                                            pending.headers, pending.internal, pending.body, self.remote)  # fmt: skip
             except Exception:
                 log.exception("h1 proxy: forwarding %s %s failed", pending.method, pending.path)
                 answer = error_reply(500, "InternalError", "the proxy failed forwarding the request")
@@ -270,7 +305,7 @@ class H1ProxyConnection(asyncio.Protocol):
     def _refuse(self, reply: Response) -> None:
         """Answer `reply` once the requests before it are answered, then close."""
         self.closing = True
-        pending = _Pending("GET", "", "", CIMultiDict(), None, False, reply)
+        pending = _Pending("GET", "", "", CIMultiDict(), CIMultiDict(), None, False, reply)
         if self.busy:
             self.queue.append(pending)
         else:
