@@ -21,7 +21,7 @@ from meshkit.proxy.h1server import H1ProxyConnection, encode_response
 from meshkit.registry.embedded import EmbeddedRegistry
 from meshkit.types import Response, ServiceInstance, ServiceState
 from tests.conftest import StartUpstream
-from tests.support.servers import Upstream
+from tests.support.servers import Handler, Upstream
 
 
 @pytest.fixture(autouse=True)
@@ -76,6 +76,24 @@ async def raw(sidecar: tuple[SidecarProxy, Upstream]) -> AsyncIterator[RawClient
     reader, writer = await asyncio.open_connection("127.0.0.1", sidecar[0].port)
     yield RawClient(reader, writer)
     writer.close()
+
+
+async def answer_through_sidecar(
+    upstreams: StartUpstream, handler: Handler, request: bytes
+) -> tuple[int, dict[str, str], bytes]:
+    """`request`'s answer from an h1 sidecar whose one service `s` is served by `handler`."""
+    up = await upstreams("s", handler)
+    registry = EmbeddedRegistry()
+    await registry.start()
+    await registry.register(ServiceInstance("s-1", "s", "127.0.0.1", up.port, state=ServiceState.HEALTHY))
+    async with SidecarProxy("127.0.0.1:0", registry, engine="h1") as proxy:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        try:
+            client = RawClient(reader, writer)
+            await client.send(request)
+            return await client.response()
+        finally:
+            writer.close()
 
 
 def get(path: str, extra: str = "") -> bytes:
@@ -198,18 +216,8 @@ async def test_header_bytes_that_are_not_utf8_reach_the_instance_unchanged(upstr
     async def echo_raw(request: web.Request) -> web.StreamResponse:
         return web.Response(body=dict(request.raw_headers).get(b"X-Raw", b"-"))
 
-    up = await upstreams("raw", echo_raw)
-    registry = EmbeddedRegistry()
-    await registry.start()
-    await registry.register(ServiceInstance("raw-1", "raw", "127.0.0.1", up.port, state=ServiceState.HEALTHY))
-    async with SidecarProxy("127.0.0.1:0", registry, engine="h1") as proxy:
-        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-        try:
-            client = RawClient(reader, writer)
-            await client.send(b"GET /raw/x HTTP/1.1\r\nHost: a\r\nX-Raw: caf\xe9 \xff\r\n\r\n")
-            assert (await client.response())[2] == b"caf\xe9 \xff"
-        finally:
-            writer.close()
+    request = b"GET /s/x HTTP/1.1\r\nHost: a\r\nX-Raw: caf\xe9 \xff\r\n\r\n"
+    assert (await answer_through_sidecar(upstreams, echo_raw, request))[2] == b"caf\xe9 \xff"
 
 
 SENT_FIELDS = [
@@ -232,18 +240,9 @@ async def test_the_upstream_gets_the_callers_fields_as_outgoing_headers_keeps_th
         raw = [(k.decode(), v.decode()) for k, v in request.raw_headers]
         return web.json_response(raw)
 
-    up = await upstreams("f", echo_fields)
-    registry = EmbeddedRegistry()
-    await registry.start()
-    await registry.register(ServiceInstance("f-1", "f", "127.0.0.1", up.port, state=ServiceState.HEALTHY))
-    async with SidecarProxy("127.0.0.1:0", registry, engine="h1") as proxy:
-        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-        try:
-            head = "".join(f"{name}: {value}\r\n" for name, value in fields)
-            await RawClient(reader, writer).send(f"GET /f/x HTTP/1.1\r\n{head}\r\n".encode())
-            status, _, body = await RawClient(reader, writer).response()
-        finally:
-            writer.close()
+    head = "".join(f"{name}: {value}\r\n" for name, value in fields)
+    request = f"GET /s/x HTTP/1.1\r\n{head}\r\n".encode()
+    status, _, body = await answer_through_sidecar(upstreams, echo_fields, request)
     assert status == 200
     written_by_transport = ("host", "content-length", "x-meshkit-deadline-ms")  # the deadline: the call's own
     received = [(k, v) for k, v in json.loads(body) if k.lower() not in written_by_transport]
@@ -272,18 +271,8 @@ async def test_the_method_reaches_the_instance_as_sent(upstreams: StartUpstream,
     async def echo_method(request: web.Request) -> web.StreamResponse:
         return web.Response(text=request.method)
 
-    up = await upstreams("m", echo_method)
-    registry = EmbeddedRegistry()
-    await registry.start()
-    await registry.register(ServiceInstance("m-1", "m", "127.0.0.1", up.port, state=ServiceState.HEALTHY))
-    async with SidecarProxy("127.0.0.1:0", registry, engine="h1") as proxy:
-        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-        try:
-            client = RawClient(reader, writer)
-            await client.send(f"{method} /m/x HTTP/1.1\r\nHost: a\r\n\r\n".encode())
-            assert (await client.response())[:3:2] == (200, method.encode())
-        finally:
-            writer.close()
+    request = f"{method} /s/x HTTP/1.1\r\nHost: a\r\n\r\n".encode()
+    assert (await answer_through_sidecar(upstreams, echo_method, request))[:3:2] == (200, method.encode())
 
 
 async def test_a_refusal_raised_in_a_parser_callback_survives_an_exception_being_handled(
