@@ -13,6 +13,11 @@ can spend).
 
     .venv/bin/python bench/callgrind_sidecar.py              # both, 400 and 1600 requests
     .venv/bin/python bench/callgrind_sidecar.py --only sidecar
+    .venv/bin/python bench/callgrind_sidecar.py --only sidecar --without retry,breaker,outlier,deadline,load
+
+`--without ROLES` takes those layers out of the sidecar's stack (discovery and the balancer
+stay, so requests still find their instance): what the sidecar's HTTP server and client
+cost with less or none of the stack on top. An analysis, not a way to run the sidecar.
 
 `--serve-sidecar UPSTREAM_PORT PORT` is the process callgrind runs (not meant to be called by hand).
 """
@@ -35,9 +40,10 @@ sys.path.insert(0, str(HERE))
 
 CONNECTIONS = 8
 WARMUP = 80  # requests before the counted ones, in both runs
+REMOVABLE = ("interceptors", "deadline", "retry", "breaker", "outlier", "load")  # --without's choices
 
 
-def _serve_sidecar(upstream_port: int, port: int) -> None:
+def _serve_sidecar(upstream_port: int, port: int, without: list[str]) -> None:
     import asyncio
 
     import uvloop
@@ -52,7 +58,10 @@ def _serve_sidecar(upstream_port: int, port: int) -> None:
         await registry.register(ServiceInstance("bench-0", "bench", "127.0.0.1", upstream_port))
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        async with SidecarProxy(f"127.0.0.1:{port}", registry):
+        proxy = SidecarProxy(f"127.0.0.1:{port}", registry)
+        for role in without:
+            proxy.client.stack.remove(role)
+        async with proxy:
             print("ready", flush=True)
             await stop.wait()
 
@@ -90,7 +99,7 @@ def _load(port: int, path: str, total: int) -> None:
         raise RuntimeError(f"answers other than 200: {failures[:3]}")
 
 
-def count(contender: str, n: int, upstream_port: int) -> int:
+def count(contender: str, n: int, upstream_port: int, without: str = "") -> int:
     """Total instructions of the contender's process over a run that proxies `n` requests."""
     from _nginx import free_port
     from _processes import wait_accepting
@@ -98,6 +107,7 @@ def count(contender: str, n: int, upstream_port: int) -> int:
     port = free_port()
     if contender == "sidecar":
         target = [str(Path(__file__).resolve()), "--serve-sidecar", str(upstream_port), str(port)]
+        target += ["--without", without] if without else []
         path = "/bench/"
     else:
         target = [str(HERE / "_rawproxy.py"), "--port", str(port), "--upstream", f"127.0.0.1:{upstream_port}"]
@@ -131,9 +141,17 @@ def main() -> None:
     parser.add_argument("--small", type=int, default=400, help="requests in the first run (default 400)")
     parser.add_argument("--large", type=int, default=1600, help="requests in the second run (default 1600)")
     parser.add_argument("--only", choices=("sidecar", "raw"), help="measure one contender")
+    parser.add_argument(
+        "--without", default="", help=f"comma-separated stack layers to take out: {REMOVABLE}"
+    )
     args = parser.parse_args()
+    without = [role for role in args.without.split(",") if role]
+    unknown = [role for role in without if role not in REMOVABLE]
+    if unknown:
+        raise SystemExit(f"without: layers must be among {', '.join(REMOVABLE)}, got {', '.join(unknown)}")
     if args.serve_sidecar:
-        _serve_sidecar(*args.serve_sidecar)
+        upstream_port, port = args.serve_sidecar
+        _serve_sidecar(upstream_port, port, without)
         return
     for name in ("small", "large"):
         value = getattr(args, name)
@@ -147,10 +165,12 @@ def main() -> None:
     results: dict[str, float] = {}
     with LocalNginx(body_bytes=1024) as nginx:
         for contender in contenders:
-            a = count(contender, args.small, nginx.ports[0])
-            b = count(contender, args.large, nginx.ports[0])
+            a = count(contender, args.small, nginx.ports[0], args.without)
+            b = count(contender, args.large, nginx.ports[0], args.without)
             results[contender] = (b - a) / (args.large - args.small)
             print(f"{contender:8s} {results[contender]:10,.0f} instructions/request", flush=True)
+    if without:
+        print(f"sidecar without {', '.join(without)}")
     if len(results) == 2:
         print(f"sidecar / raw pass-through: {results['sidecar'] / results['raw']:.2f}x the instructions")
 
