@@ -126,8 +126,12 @@ async def test_reset_is_connection_reset(upstreams: StartUpstream, transport: H1
 async def test_deadline_travels_in_a_header(upstreams: StartUpstream, transport: H1Transport) -> None:
     seen = Seen()
     up = await upstreams("a", recording(seen))
-    await transport(Request(instance=inst(up.port), deadline=SYSTEM_CLOCK.monotonic() + 5))
-    assert 4000 < int(seen[0].headers[DEADLINE_HEADER]) <= 5000
+    request = Request(instance=inst(up.port), headers={DEADLINE_HEADER: "99999", "X-A": "1"})
+    request.deadline = SYSTEM_CLOCK.monotonic() + 5
+    await transport(request)
+    assert 4000 < int(seen[0].headers[DEADLINE_HEADER]) <= 5000  # the attempt's, in place of the caller's
+    assert seen[0].headers.getall(DEADLINE_HEADER) == [seen[0].headers[DEADLINE_HEADER]]
+    assert list(request.headers.items()) == [(DEADLINE_HEADER, "99999"), ("X-A", "1")]  # theirs, untouched
 
 
 async def test_redirects_are_not_followed(upstreams: StartUpstream, transport: H1Transport) -> None:

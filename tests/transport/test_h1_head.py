@@ -33,6 +33,19 @@ def test_the_callers_host_is_kept_and_its_framing_dropped() -> None:
     assert encode_request("PUT", "/", "h", CIMultiDict(), None).endswith(b"Content-Length: 0\r\n\r\n")
 
 
+def test_the_attempts_deadline_replaces_the_callers_and_leaves_their_headers_alone() -> None:
+    headers = CIMultiDict([("X-Meshkit-Deadline-Ms", "99999"), ("X-A", "1")])
+    assert encode_request("GET", "/", "h", headers, None, 1500) == (
+        b"GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nX-Meshkit-Deadline-Ms: 1500\r\n\r\n"
+    )
+    assert list(headers.items()) == [("X-Meshkit-Deadline-Ms", "99999"), ("X-A", "1")]
+    assert encode_request("GET", "/", "h", CIMultiDict(), None, 0).endswith(
+        b"X-Meshkit-Deadline-Ms: 0\r\n\r\n"
+    )
+    # without a deadline of its own the transport forwards what it was given
+    assert b"X-Meshkit-Deadline-Ms: 99999\r\n" in encode_request("GET", "/", "h", headers, None)
+
+
 def test_non_utf8_text_goes_out_as_the_bytes_it_came_from() -> None:
     data = encode_request("GET", "/", "h", CIMultiDict({"X-Raw": "caf\udce9"}), None)
     assert b"X-Raw: caf\xe9\r\n" in data

@@ -24,7 +24,7 @@ from multidict import CIMultiDict
 from meshkit.clock import SYSTEM_CLOCK, Clock
 from meshkit.errors import ConnectError, ConnectionReset, RequestTimeout, TransportError
 from meshkit.resilience.retry import is_idempotent
-from meshkit.transport.base import DEADLINE_HEADER, Transport
+from meshkit.transport.base import Transport
 from meshkit.transport.h1.connection import Exchange, H1Connection, StaleConnection
 from meshkit.transport.h1.head import body_after_head, encode_request
 from meshkit.transport.h1.pool import EndpointPool
@@ -78,14 +78,17 @@ class H1Transport(Transport):
         if instance is None:
             raise TransportError("no instance chosen for the request (is a balancer in the stack?)")
         deadline = request.deadline
+        deadline_ms = None
         if deadline is not None:
             remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 raise RequestTimeout("deadline passed before the attempt started", instance.id)
-            request.headers[DEADLINE_HEADER] = str(int(remaining * 1000))  # the request belongs to this call
+            deadline_ms = int(
+                remaining * 1000
+            )  # written into the head: the caller's headers stay as they are
         endpoint = instance.endpoint
         body = request.body
-        data = encode_request(request.method, request.path, endpoint, request.headers, body)
+        data = encode_request(request.method, request.path, endpoint, request.headers, body, deadline_ms)
         tail = body_after_head(body)
         head_only = request.method == "HEAD"
         pool = self._pools.get(endpoint) or self._new_pool(endpoint)
