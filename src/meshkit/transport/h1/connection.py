@@ -18,6 +18,7 @@ from typing import cast
 from httptools import HttpParserCallbackError, HttpParserError, HttpResponseParser
 
 from meshkit.errors import ConnectionReset, RequestTimeout, TransportError
+from meshkit.transport.h1.deadlines import ExchangeDeadlines
 
 Headers = list[tuple[str, str]]
 _FRAMING = ("content-length", "transfer-encoding")
@@ -46,17 +47,24 @@ class Exchange:
 class H1Connection(asyncio.Protocol):
     """A keep-alive connection to one endpoint; `exchange()` writes a request and awaits its answer."""
 
-    __slots__ = ("_chunks", "_head_only", "_headers", "_headers_done", "_loop", "_max_body",
-                 "_parser", "_raised", "_size", "_status", "_timer", "_waiter", "closed", "got_bytes", "idle_since",
-                 "label", "poisoned", "transport", "uses")  # fmt: skip
+    __slots__ = ("_chunks", "_deadlines", "_head_only", "_headers", "_headers_done", "_loop", "_max_body",
+                 "_parser", "_raised", "_size", "_status", "_waiter", "_watching", "closed", "got_bytes",
+                 "idle_since", "label", "poisoned", "transport", "uses")  # fmt: skip
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, label: str, max_body: int | None) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        label: str,
+        max_body: int | None,
+        deadlines: ExchangeDeadlines | None = None,
+    ) -> None:
         self._loop = loop
+        self._deadlines = deadlines or ExchangeDeadlines(loop)  # the transport's, shared by its connections
+        self._watching = self._deadlines.due  # where an exchange with a timeout waits: left when it ends
         self.label = label  # the instance id errors name
         self._max_body = max_body
         self._parser = HttpResponseParser(self)
         self._waiter: asyncio.Future[Exchange] | None = None
-        self._timer: asyncio.TimerHandle | None = None
         self._headers: Headers = []
         self._chunks: list[bytes] = []
         self._size = 0
@@ -84,7 +92,7 @@ class H1Connection(asyncio.Protocol):
         self._headers_done = self.got_bytes = False
         self._head_only = head_only
         if timeout is not None:
-            self._timer = self._loop.call_later(timeout, self._timed_out)
+            self._deadlines.watch(self, timeout)
         transport.write(data)
         if tail is not None:
             transport.write(tail)
@@ -109,9 +117,7 @@ class H1Connection(asyncio.Protocol):
 
     def _finish(self, result: Exchange | BaseException) -> None:
         waiter, self._waiter = self._waiter, None
-        timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
+        self._watching.pop(self, None)
         if waiter is None or waiter.done():
             return
         if isinstance(result, Exchange):
@@ -123,8 +129,8 @@ class H1Connection(asyncio.Protocol):
         self._finish(exc)
         self.abort()
 
-    def _timed_out(self) -> None:
-        self._timer = None
+    def time_out(self) -> None:
+        """The exchange's deadline passed (called by `ExchangeDeadlines`)."""
         self._fail(RequestTimeout(f"{self.label} did not answer in time", self.label))
 
     # -- asyncio.Protocol ----------------------------------------------------------------

@@ -26,6 +26,7 @@ from meshkit.errors import ConnectError, ConnectionReset, RequestTimeout, Transp
 from meshkit.resilience.retry import is_idempotent
 from meshkit.transport.base import Transport
 from meshkit.transport.h1.connection import Exchange, H1Connection, StaleConnection
+from meshkit.transport.h1.deadlines import ExchangeDeadlines
 from meshkit.transport.h1.head import body_after_head, encode_request
 from meshkit.transport.h1.pool import EndpointPool
 from meshkit.types import Request, Response, ServiceInstance
@@ -72,6 +73,7 @@ class H1Transport(Transport):
         self._guard = connect_guard
         self._clock = clock
         self._pools: dict[str, EndpointPool] = {}
+        self._deadlines: ExchangeDeadlines | None = None  # one timer for every exchange, made on the loop
 
     async def __call__(self, request: Request) -> Response:
         instance = request.instance
@@ -164,11 +166,14 @@ class H1Transport(Transport):
             remaining = deadline - self._clock.monotonic()
             limit = remaining if limit is None else min(limit, remaining)
         label, max_body = instance.id, self._max_response_bytes
+        deadlines = self._deadlines
+        if deadlines is None:
+            deadlines = self._deadlines = ExchangeDeadlines(loop)
         try:
             async with asyncio.timeout(limit):
                 host = await self._dial_address(loop, instance)
                 _, conn = await loop.create_connection(
-                    lambda: H1Connection(loop, label, max_body), host, instance.port
+                    lambda: H1Connection(loop, label, max_body, deadlines), host, instance.port
                 )
         except BaseException as exc:
             pool.forget_slot()
@@ -202,3 +207,5 @@ class H1Transport(Transport):
         pools, self._pools = self._pools, {}
         for pool in pools.values():
             pool.close()
+        if self._deadlines is not None:
+            self._deadlines.close()
