@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Collection
 from http import HTTPStatus
 from typing import cast
 
@@ -50,6 +51,7 @@ _EXPECT, _CONNECTION = istr("Expect"), istr("Connection")
 _DROPPED = HOP_BY_HOP | SET_BY_TRANSPORT
 _ASIDE = frozenset(name.encode() for name in _DROPPED)
 _INTERNAL = INTERNAL_PREFIX.encode()
+_OTHER_DROPPED = frozenset(istr(name) for name in _DROPPED - {"connection", "content-length"})
 _PLAIN_CONNECTION = frozenset({"keep-alive", "close"})  # Connection values that name no other field
 
 
@@ -69,12 +71,18 @@ class _Pending:
         self.internal, self.body, self.keep_alive, self.refusal = internal, body, keep_alive, refusal
 
 
-def answer_fields(headers: CIMultiDict[str]) -> list[tuple[str, str]]:
-    """The answer's fields without hop-by-hop ones and Content-Length (written from the body)."""
-    named = headers.getall(_CONNECTION, None)
+def answer_fields(headers: CIMultiDict[str]) -> Collection[tuple[str, str]]:
+    """The answer's fields without hop-by-hop ones and Content-Length (written from the body).
+    A copy and C-level removals: the two an answer nearly always has, then the rest if any."""
+    kept = headers.copy()
+    kept.popall(_CONTENT_LENGTH, None)
+    named = kept.popall(_CONNECTION, None)
     if named is not None and (len(named) > 1 or named[0].lower() not in _PLAIN_CONNECTION):
-        return list(without_hop_by_hop(headers).items())  # Connection names more fields to drop
-    return [(k, v) for k, v in headers.items() if k.lower() not in _DROPPED]
+        return without_hop_by_hop(headers).items()  # Connection names more fields to drop
+    if not kept.keys().isdisjoint(_OTHER_DROPPED):
+        for name in _OTHER_DROPPED:
+            kept.popall(name, None)
+    return kept.items()
 
 
 def encode_response(answer: Response, head_only: bool, keep_alive: bool) -> bytes:
