@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import math
+import statistics
 import sys
 import time
 import traceback
@@ -128,10 +130,14 @@ async def measure_level(
 def summarize(
     contenders: Sequence[Contender], concurrency: int, baseline: str | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Per contender: its medians, "ratio" (req/s over the baseline's) and "cpu_ratio"."""
+    """Per contender: its medians, "ratio" (req/s over the baseline's) and "cpu_ratio", and the
+    same two taken round by round ("paired_ratio", "paired_cpu_ratio": the median over rounds of
+    this round's figure over the baseline's in the same round, so a drift of the machine from
+    one round to the next falls on both sides of each ratio)."""
     summaries = {c.name: Summary.of(c.rounds[concurrency]) for c in contenders if c.rounds.get(concurrency)}
     base_name = baseline if baseline is not None else (contenders[0].name if contenders else "")
     base = summaries.get(base_name)
+    base_rounds = next((c.rounds.get(concurrency, []) for c in contenders if c.name == base_name), [])
     out: dict[str, dict[str, Any]] = {}
     for c in contenders:
         s = summaries.get(c.name)
@@ -141,8 +147,18 @@ def summarize(
             row["ratio"] = ratio(s.rps, base.rps) if base else None
             # the baseline's CPU per request over this one's: the req/s ratio a CPU-bound client would get
             row["cpu_ratio"] = ratio(base.cpu_us_per_request, s.cpu_us_per_request) if base else None
+            pairs = list(zip(c.rounds[concurrency], base_rounds, strict=False)) if base else []
+            row["paired_ratio"] = _median([ratio(mine.rps, theirs.rps) for mine, theirs in pairs])
+            row["paired_cpu_ratio"] = _median(
+                [ratio(theirs.cpu_us_per_request, mine.cpu_us_per_request) for mine, theirs in pairs]
+            )
         out[c.name] = row
     return out
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None and not math.isnan(v)]
+    return statistics.median(known) if known else None
 
 
 def event_loop_factory(choice: str) -> tuple[Callable[[], asyncio.AbstractEventLoop] | None, str]:

@@ -65,6 +65,8 @@ def targets(levels: dict[int, dict[str, dict[str, Any]]], transports: Sequence[s
                     "cpu_ratio": cpu,
                     "rps_holds": None if rps is None else rps >= TARGET,
                     "cpu_holds": None if cpu is None else cpu >= TARGET,
+                    "paired_rps_ratio": row.get("paired_ratio"),
+                    "paired_cpu_ratio": row.get("paired_cpu_ratio"),
                 }
             )
     return checks
@@ -98,9 +100,12 @@ def print_report(
     for c in checks:
         rps = "-" if c["rps_ratio"] is None else f"{c['rps_ratio']:.2f}"
         cpu = "-" if c["cpu_ratio"] is None else f"{c['cpu_ratio']:.2f}"
+        paired = " / ".join(
+            "-" if c[key] is None else f"{c[key]:.2f}" for key in ("paired_rps_ratio", "paired_cpu_ratio")
+        )
         print(
             f"  c={c['concurrency']:<3} {c['transport']:<8} by req/s {rps:>5} {verdict[c['rps_holds']]:<5}"
-            f"  by CPU/request {cpu:>5} {verdict[c['cpu_holds']]}"
+            f"  by CPU/request {cpu:>5} {verdict[c['cpu_holds']]:<5}  round by round (req/s / CPU) {paired}"
         )
 
 
