@@ -117,6 +117,26 @@ async def test_hang_times_out_at_the_deadline(upstreams: StartUpstream, transpor
     assert up.hits == 1
 
 
+async def test_an_exchange_in_flight_keeps_its_deadline_when_the_transport_closes(
+    upstreams: StartUpstream,
+) -> None:
+    arrived = asyncio.Event()
+
+    async def hang_after_arriving(request: web.Request) -> web.StreamResponse:
+        arrived.set()
+        return await hang()(request)
+
+    up = await upstreams("a", hang_after_arriving)
+    transport = H1Transport()
+    call = asyncio.ensure_future(
+        transport(Request(instance=inst(up.port), deadline=SYSTEM_CLOCK.monotonic() + 0.3))
+    )
+    await asyncio.wait_for(arrived.wait(), 10)
+    await transport.aclose()  # busy connections close when released: the deadline still ends this one
+    with pytest.raises(RequestTimeout):
+        await asyncio.wait_for(call, 10)
+
+
 async def test_reset_is_connection_reset(upstreams: StartUpstream, transport: H1Transport) -> None:
     up = await upstreams("a", reset())
     with pytest.raises(ConnectionReset):

@@ -40,8 +40,6 @@ async def test_a_long_deadline_does_not_hold_back_a_short_one_watched_after_it()
     await asyncio.wait_for(quick.done.wait(), 5)  # not 30 s: the timer moved to the earlier deadline
     assert log == ["quick"]
     assert len(deadlines.due) == 1
-    deadlines.close()
-    assert len(deadlines.due) == 0
 
 
 async def test_an_exchange_watched_again_keeps_only_its_new_deadline() -> None:
@@ -54,12 +52,3 @@ async def test_an_exchange_watched_again_keeps_only_its_new_deadline() -> None:
     await asyncio.wait_for(reused.done.wait(), 5)
     await asyncio.sleep(0.05)
     assert log == ["reused"]
-
-
-async def test_close_stops_the_timer() -> None:
-    deadlines = ExchangeDeadlines(asyncio.get_running_loop())
-    log: list[str] = []
-    deadlines.watch(Exchange("watched", log), 0.01)
-    deadlines.close()
-    await asyncio.sleep(0.05)
-    assert log == []

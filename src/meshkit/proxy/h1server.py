@@ -47,7 +47,8 @@ _CONTENT_LENGTH, _TRANSFER_ENCODING = istr("Content-Length"), istr("Transfer-Enc
 _EXPECT, _CONNECTION = istr("Expect"), istr("Connection")
 # Fields that never go upstream as they came: hop-by-hop ones, Host and Content-Length (the
 # transport writes its own) and the mesh's `X-Meshkit-*`. They are set aside while parsing,
-# so the caller's other fields become the upstream request's headers with no copy.
+# so the caller's other fields become the upstream request's headers with no copy. Names are
+# ASCII tokens (llhttp refuses any other byte in one), so lower-casing their bytes is exact.
 _DROPPED = HOP_BY_HOP | SET_BY_TRANSPORT
 _ASIDE = frozenset(name.encode() for name in _DROPPED)
 _INTERNAL = INTERNAL_PREFIX.encode()

@@ -8,7 +8,8 @@ time out and it is set again for the next; an exchange that ended meanwhile is s
 longer in the dict. Deadlines keep the loop clock's precision (as asyncio, a deadline
 within the clock's resolution of now counts as reached), and the timer is reset only when
 a new deadline comes before the one it stands at: with one timeout for every call, it is
-set about once per timeout period, not once per request.
+set about once per timeout period, not once per request. It runs until nothing is watched,
+the transport's closing included: an exchange still in flight then keeps its deadline.
 """
 
 from __future__ import annotations
@@ -61,10 +62,3 @@ class ExchangeDeadlines:
             self._set(min(due.values()))
         for exchange in late:
             exchange.time_out()
-
-    def close(self) -> None:
-        """Stop the timer; what is still watched is left to its connection's closing."""
-        if self._handle is not None:
-            self._handle.cancel()
-        self._handle, self._at = None, math.inf
-        self.due.clear()

@@ -207,5 +207,3 @@ class H1Transport(Transport):
         pools, self._pools = self._pools, {}
         for pool in pools.values():
             pool.close()
-        if self._deadlines is not None:
-            self._deadlines.close()
