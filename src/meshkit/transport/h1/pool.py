@@ -71,7 +71,7 @@ class EndpointPool:
         if self.closed or not conn.usable():
             self.discard(conn)
             return
-        if self._wake_one(conn):
+        if self._waiters and self._wake_one(conn):  # nobody waiting, usually: no call
             return
         if len(self.idle) >= self.max_idle:
             self.discard(conn)
