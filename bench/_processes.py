@@ -53,9 +53,8 @@ def usable_cpus() -> set[int]:
 def pinned_to(cpus: set[int] | None) -> Iterator[None]:
     """Run the block (and the children it spawns) on `cpus`; None or an unusable set leaves it be."""
     before = os.sched_getaffinity(0)
-    wanted = (
-        cpus or set()
-    ) & _USABLE  # not `& before`: a parent pinned to the load core pins children elsewhere
+    # not `& before`: a parent pinned to the load core must still pin its children elsewhere
+    wanted = (cpus or set()) & _USABLE
     if not wanted:
         yield
         return

@@ -51,9 +51,8 @@ class CountingMemoryExporter(SpanExporter):
             context, parent, attributes = span.get_span_context(), span.parent, span.attributes
             read = (span.name, span.kind, context, parent, span.start_time, span.end_time,
                     attributes, span.status, span.events, span.resource)  # fmt: skip
-            self.fields += (
-                len(read) + len(attributes or ()) + (context is not None)
-            )  # each read once, as encoders do
+            # each field read once, as encoders do
+            self.fields += len(read) + len(attributes or ()) + (context is not None)
         self.received += len(spans)
         return SpanExportResult.SUCCESS
 

@@ -23,8 +23,9 @@ machine it moves less than req/s, and "x off cpu" is the ratio a CPU-bound clien
 reach. The target line is judged by both. Every loop is bounded by time.
 
 `--pin` runs nginx on the first usable CPU and this client on the second (by default the
-scheduler places them). Run: `.venv/bin/python bench/bench_tracing.py [--quick] [--json] [--pin]` (about 2.5 minutes;
-`--quick` about 25 s); `--profile` compares "off" and "100%" under cProfile, by module.
+scheduler places them). Run: `.venv/bin/python bench/bench_tracing.py [--quick] [--json]
+[--pin]` (about 2.5 minutes; `--quick` about 25 s); `--profile` compares "off" and "100%"
+under cProfile, by module.
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ loop's, for the client's spans): `on_end` is one length check and one `deque.app
 no lock, no logging, no process-id check, and a meshkit `ClientSpan` appends itself (the
 processor is its sink's `SpanLane`): no call at all until the queue holds a batch, then
 `overflow()` drops what is beyond capacity and wakes the worker. A worker thread takes the
-queued spans in batches of `max_export_batch_size` and calls the exporter, woken when a batch is full or
-every `schedule_delay_millis`. When the queue holds `max_queue_size` spans, a new span is
+queued spans in batches of `max_export_batch_size` and calls the exporter, woken when a
+batch is full or every `schedule_delay_millis`. When the queue holds `max_queue_size` spans, a new span is
 dropped and counted (`dropped`; the worker logs the count, never the data path), so a
 slow exporter costs spans, never memory or latency. `deque.append` and `popleft` are
 atomic under the GIL, so spans ended on several threads are all queued; exports never
