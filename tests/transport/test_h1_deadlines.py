@@ -48,7 +48,9 @@ async def test_an_exchange_watched_again_keeps_only_its_new_deadline() -> None:
     reused = Exchange("reused", log)  # a pooled connection: one exchange after another
     deadlines.watch(reused, 0.01)
     deadlines.due.pop(reused)
-    deadlines.watch(reused, 0.08)
+    deadlines.watch(reused, 0.5)
+    await asyncio.sleep(0.1)  # the first deadline has passed (the timer set for it has fired)
+    assert log == []
     await asyncio.wait_for(reused.done.wait(), 5)
     await asyncio.sleep(0.05)
     assert log == ["reused"]
