@@ -221,6 +221,38 @@ class RawProtocolContender(ProxyContender):
         self.measured = [proc.pid] if proc.pid is not None else []
 
 
+class UvicornFloorContender(ProxyContender):
+    """`_uvicorn_floor.py`: /call's JSON answered by a bare ASGI app on uvicorn, no proxying."""
+
+    def __init__(self, upstream: LocalNginx) -> None:
+        note = "floor for /call: uvicorn + bare ASGI, answer from memory"
+        super().__init__("uvicorn floor", note, upstream.body)
+        self.upstream = upstream.urls[0]
+        self.call = {"service_name": SERVICE, "method": "GET", "path": "/"}
+
+    def start(self, cpus: set[int] | None) -> None:
+        port = free_port()
+        argv = [sys.executable, str(BENCH_DIR / "_uvicorn_floor.py"), "--port", str(port)]
+        proc = BackgroundProcess("uvicorn-floor", [*argv, "--body-from", self.upstream], port, cpus=cpus)
+        self.processes.append(proc)
+        proc.start()
+        self.url = f"http://127.0.0.1:{port}{V2}/call"
+        self.measured = [proc.pid] if proc.pid is not None else []
+        token = {"Authorization": f"Bearer {secrets.token_urlsafe(32)}"}  # parsed as /call's is
+        self.script = post_script(proc.tmp / "call.lua", self.call, token)
+
+    def answer(self) -> bytes:
+        return call_body(http("POST", self.url, self.call))
+
+
+def call_body(got: Any) -> bytes:
+    """The upstream body inside a /call answer, or what came back instead (for the error)."""
+    if not isinstance(got, dict) or got.get("status_code") != 200:
+        return json.dumps(got).encode()[:300]
+    body = got.get("body")
+    return body.encode() if isinstance(body, str) else json.dumps(body).encode()
+
+
 class ControlPlane:
     """`python -m meshkit.plane.serve` on a free port with a fresh data dir and admin token."""
 
@@ -317,8 +349,4 @@ class MeshkitCallContender(ProxyContender):
         )
 
     def answer(self) -> bytes:
-        got = http("POST", self.url, self.call, token=self.token)
-        if not isinstance(got, dict) or got.get("status_code") != 200:
-            return json.dumps(got).encode()[:300]
-        body = got.get("body")
-        return body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        return call_body(http("POST", self.url, self.call, token=self.token))

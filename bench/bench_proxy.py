@@ -12,7 +12,10 @@ Every contender is a server process in front of the same upstream, an nginx answ
 - meshkit proxy, meshkit proxy (h1): `meshkit proxy` (the sidecar) with its default engine
   and with `--engine h1` (httptools server and client), discovering the upstream as service
   `bench` through a control plane (`GET /bench/`);
-- meshkit /call: the control plane's `POST /api/v1/mesh/v2/call` (JSON in, JSON out).
+- meshkit /call: the control plane's `POST /api/v1/mesh/v2/call` (JSON in, JSON out);
+- uvicorn floor: /call's request answered by a bare ASGI app on uvicorn with the plane's
+  settings, from memory, no proxying (`_uvicorn_floor.py`): the most `/call` could reach
+  while it runs on uvicorn.
 
 wrk (`-t1 -c32`, `--latency`) loads one contender at a time. On a machine with two cores,
 wrk, the upstream and the sidecar's control plane run on the first core and the proxy
@@ -56,6 +59,7 @@ from _proxy_contenders import (
     NginxContender,
     ProxyContender,
     RawProtocolContender,
+    UvicornFloorContender,
 )
 from _stats import format_table, ratio
 from _wrk import WrkResult, ensure_wrk, run_wrk
@@ -101,6 +105,7 @@ def build_contenders(
         MeshkitProxyContender(upstream, plane_cpus=load),
         MeshkitProxyContender(upstream, plane_cpus=load, engine="h1"),
         MeshkitCallContender(upstream),
+        UvicornFloorContender(upstream),
     ]
     return [c for c in every if c.name not in skip]
 
@@ -234,6 +239,14 @@ def ceiling_line(rows: dict[str, dict[str, Any]]) -> str:
     return f"ceiling: upstream direct {direct:,.0f} req/s = {factor:.1f}x the fastest proxy ({verdict})"
 
 
+def floor_line(rows: dict[str, dict[str, Any]]) -> str:
+    floor = rows.get("uvicorn floor", {})
+    if floor.get("ratio") is None:
+        return "uvicorn floor: not measured"
+    return (f"uvicorn floor: {floor['ratio']:.2f}x nginx req/s, {floor['cpu_us_per_request']:.1f} us of CPU "
+            f"per request with no proxying at all: /call (on uvicorn) cannot pass it")  # fmt: skip
+
+
 def print_report(result: dict[str, Any]) -> None:
     meta, rows = result["meta"], result["rows"]
     print(f"\nproxy throughput: wrk -t{meta['threads']} -c{meta['connections']} -d{meta['seconds']:g}s "
@@ -250,6 +263,7 @@ def print_report(result: dict[str, Any]) -> None:
     print(format_table(HEADERS, [[c if c is not None else "-" for c in r] for r in table]))
     print("req/s per round: " + ", ".join(f"{n} {r['rounds']}" for n, r in rows.items() if "rounds" in r))
     print(ceiling_line(rows))
+    print(floor_line(rows))
     print("\ntargets")
     for item in result["targets"]:
         verdict = {True: "PASS", False: "FAIL", None: "NOT MEASURED"}[item["holds"]]
