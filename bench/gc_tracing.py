@@ -14,11 +14,15 @@ counts much less.
     .venv/bin/python bench/gc_tracing.py --concurrency 1 --seconds 4
     .venv/bin/python bench/gc_tracing.py --no-gc                  # the collector off while measuring
     .venv/bin/python bench/gc_tracing.py --no-gc --inline-export  # and each batch exported on the loop's thread
+    .venv/bin/python bench/gc_tracing.py --drop-export            # full batches dropped unread: instrumentation alone
 
 `--no-gc` disables the collector for the measured seconds (in every mode): what tracing costs
 besides the collector. `--inline-export` exports each full batch on the thread that ended its
 last span (the event loop's) instead of the processor's worker thread: what the hand-off to
-that thread costs. `--worker` is the process each run is (not meant to be called by hand).
+that thread costs. `--drop-export` drops each full batch unread on the loop's thread: what
+the request path's instrumentation costs without any exporter. Besides the process's CPU
+per request, each row shows the loop thread's own (`loop`) and the exporter's on its thread
+(`export`, the time inside `export()`). `--worker` is the process each run is (not meant to be called by hand).
 """
 
 from __future__ import annotations
@@ -31,7 +35,13 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
+
+from _tracing_contenders import CountingMemoryExporter
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -39,18 +49,37 @@ sys.path.insert(0, str(HERE))
 MODES = ("off", "100%:512", "100%:128")  # tracing off; 100% sampling with that export batch size
 
 
+class _TimedExporter(CountingMemoryExporter):
+    """The benchmark's reading exporter, also summing the CPU time its exports take on their thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cpu = 0.0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        started = time.thread_time()
+        try:
+            return super().export(spans)
+        finally:
+            self.cpu += time.thread_time() - started
+
+
 async def _run(mode: str, concurrency: int, seconds: float, port: int, options: str) -> dict[str, object]:
-    from _tracing_contenders import CountingMemoryExporter
     from meshkit import Request
     from meshkit.client import MeshClient
     from meshkit.observe.batch import BatchingSpanProcessor
     from meshkit.observe.tracing import Tracer
 
     tracer = None
+    exporter = _TimedExporter()
     if mode != "off":
         batch = int(mode.split(":")[1])
-        kind = _inline_export_class() if "inline-export" in options else BatchingSpanProcessor
-        processor = kind(CountingMemoryExporter(), max_export_batch_size=batch)
+        kind: type = BatchingSpanProcessor
+        if "inline-export" in options:
+            kind = _inline_export_class()
+        elif "drop-export" in options:
+            kind = _drop_export_class()
+        processor = kind(exporter, max_export_batch_size=batch)
         tracer = Tracer("bench", processors=[processor])
     client = MeshClient.static({"bench": [("127.0.0.1", port)]}, tracer=tracer)
     done = [0]
@@ -75,10 +104,11 @@ async def _run(mode: str, concurrency: int, seconds: float, port: int, options: 
     gc.callbacks.append(on_gc)
     if "no-gc" in options:
         gc.disable()
-    done[0], cpu = 0, time.process_time()
+    done[0], cpu, loop_cpu, exporter.cpu = 0, time.process_time(), time.thread_time(), 0.0
     until = time.monotonic() + seconds
     await asyncio.gather(*(worker(until) for _ in range(concurrency)))
-    cpu = time.process_time() - cpu
+    cpu, loop_cpu = time.process_time() - cpu, time.thread_time() - loop_cpu
+    export_cpu = exporter.cpu
     gc.enable()
     gc.callbacks.remove(on_gc)
     await client.aclose()
@@ -88,10 +118,24 @@ async def _run(mode: str, concurrency: int, seconds: float, port: int, options: 
         "mode": mode,
         "requests": done[0],
         "cpu_us_per_request": cpu / done[0] * 1e6,
+        "loop_us_per_request": loop_cpu / done[0] * 1e6,
+        "export_us_per_request": export_cpu / done[0] * 1e6,
         "collections": counts,
         "gc_ms": [round(s * 1000, 1) for s in spent],
         "gc_us_per_request": sum(spent) / done[0] * 1e6,
     }
+
+
+def _drop_export_class() -> type:
+    from meshkit.observe.batch import BatchingSpanProcessor
+
+    class DropExport(BatchingSpanProcessor):
+        """Drops each full batch unread on the thread that filled it: no exporter runs at all."""
+
+        def overflow(self) -> None:
+            self.queue.clear()
+
+    return DropExport
 
 
 def _inline_export_class() -> type:
@@ -119,9 +163,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per mode (default 4)")
     parser.add_argument("--rounds", type=int, default=2, help="runs of every mode, alternated (default 2)")
     parser.add_argument("--no-gc", action="store_true", help="disable the collector while measuring")
-    parser.add_argument(
+    export = parser.add_mutually_exclusive_group()
+    export.add_argument(
         "--inline-export", action="store_true", help="export full batches on the loop's thread"
     )
+    export.add_argument("--drop-export", action="store_true", help="drop full batches unread (no exporter)")
     args = parser.parse_args()
     if args.worker:
         import uvloop
@@ -138,11 +184,13 @@ def main() -> None:
             raise SystemExit(f"{name}: must be > 0, got {value}")
     from _nginx import LocalNginx
 
-    options = ",".join(name for name in ("no-gc", "inline-export") if getattr(args, name.replace("-", "_")))
+    options = ",".join(
+        name for name in ("no-gc", "inline-export", "drop-export") if getattr(args, name.replace("-", "_"))
+    )
     extra = f", {options}" if options else ""
     print(f"meshkit client, c={args.concurrency}, {args.seconds:g} s per run, local nginx (1 KB){extra}")
     print(
-        f"{'mode':<10} {'req':>7} {'cpu us/req':>10} {'gen0':>5} {'gen1':>5} {'full':>5} {'gc ms':>7} {'gc us/req':>9}"
+        f"{'mode':<10} {'req':>7} {'cpu us/req':>10} {'loop':>6} {'export':>6} {'gen0':>5} {'gen1':>5} {'full':>5} {'gc ms':>7} {'gc us/req':>9}"
     )
     cpu: dict[str, list[float]] = {mode: [] for mode in MODES}
     with LocalNginx(body_bytes=1024) as nginx:
@@ -155,7 +203,8 @@ def main() -> None:
                 gen0, gen1, full = row["collections"]
                 cpu[mode].append(row["cpu_us_per_request"])
                 print(
-                    f"{row['mode']:<10} {row['requests']:>7} {row['cpu_us_per_request']:>10.1f} {gen0:>5} "
+                    f"{row['mode']:<10} {row['requests']:>7} {row['cpu_us_per_request']:>10.1f} "
+                    f"{row['loop_us_per_request']:>6.1f} {row['export_us_per_request']:>6.1f} {gen0:>5} "
                     f"{gen1:>5} {full:>5} {sum(row['gc_ms']):>7.1f} {row['gc_us_per_request']:>9.2f}"
                 )
 
