@@ -14,10 +14,16 @@ can spend).
     .venv/bin/python bench/callgrind_sidecar.py              # both, 400 and 1600 requests
     .venv/bin/python bench/callgrind_sidecar.py --only sidecar
     .venv/bin/python bench/callgrind_sidecar.py --only sidecar --without retry,breaker,outlier,deadline,load
+    .venv/bin/python bench/callgrind_sidecar.py --only floor --floor-layers 7 0
 
 `--without ROLES` takes those layers out of the sidecar's stack (discovery and the balancer
 stay, so requests still find their instance): what the sidecar's HTTP server and client
 cost with less or none of the stack on top. An analysis, not a way to run the sidecar.
+
+`--only floor` counts `_layered_floor.py`: a proxy with the sidecar's shape and nothing
+else (fields forwarded both ways, a task per request, N async layers that only await the
+next, a future per exchange), with each `--floor-layers` count: the least a sidecar built
+as a stack of layers can spend in Python, and what one more layer costs.
 
 `--serve-sidecar UPSTREAM_PORT PORT` is the process callgrind runs (not meant to be called by hand).
 """
@@ -109,6 +115,10 @@ def count(contender: str, n: int, upstream_port: int, without: str = "") -> int:
         target = [str(Path(__file__).resolve()), "--serve-sidecar", str(upstream_port), str(port)]
         target += ["--without", without] if without else []
         path = "/bench/"
+    elif contender.startswith("floor"):  # floor:N, the layered floor with N layers
+        target = [str(HERE / "_layered_floor.py"), "--port", str(port)]
+        target += ["--upstream", f"127.0.0.1:{upstream_port}", "--layers", contender.partition(":")[2]]
+        path = "/bench/"
     else:
         target = [str(HERE / "_rawproxy.py"), "--port", str(port), "--upstream", f"127.0.0.1:{upstream_port}"]
         path = "/"
@@ -140,7 +150,11 @@ def main() -> None:
     )
     parser.add_argument("--small", type=int, default=400, help="requests in the first run (default 400)")
     parser.add_argument("--large", type=int, default=1600, help="requests in the second run (default 1600)")
-    parser.add_argument("--only", choices=("sidecar", "raw"), help="measure one contender")
+    parser.add_argument("--only", choices=("sidecar", "raw", "floor"), help="measure one contender")
+    parser.add_argument(
+        "--floor-layers", type=int, nargs="+", default=[7, 0], metavar="N",
+        help="with --only floor: count the layered floor with each of these numbers of layers (default 7 0)",
+    )  # fmt: skip
     parser.add_argument(
         "--without", default="", help=f"comma-separated stack layers to take out: {REMOVABLE}"
     )
@@ -161,7 +175,11 @@ def main() -> None:
         raise SystemExit(f"large: must be more than small ({args.small}), got {args.large}")
     from _nginx import LocalNginx
 
-    contenders = (args.only,) if args.only else ("raw", "sidecar")
+    if any(n < 0 for n in args.floor_layers):
+        raise SystemExit(f"floor-layers: must be >= 0, got {args.floor_layers}")
+    contenders: tuple[str, ...] = (args.only,) if args.only else ("raw", "sidecar")
+    if args.only == "floor":
+        contenders = tuple(f"floor:{n}" for n in args.floor_layers)
     results: dict[str, float] = {}
     with LocalNginx(body_bytes=1024) as nginx:
         for contender in contenders:
@@ -169,9 +187,13 @@ def main() -> None:
             b = count(contender, args.large, nginx.ports[0], args.without)
             results[contender] = (b - a) / (args.large - args.small)
             print(f"{contender:8s} {results[contender]:10,.0f} instructions/request", flush=True)
+    floors = sorted((int(name[6:]), v) for name, v in results.items() if name.startswith("floor:"))
+    if len(floors) >= 2 and floors[-1][0] > floors[0][0]:
+        (low, fewest), (high, most) = floors[0], floors[-1]
+        print(f"one more async layer: {(most - fewest) / (high - low):,.0f} instructions/request")
     if without:
         print(f"sidecar without {', '.join(without)}")
-    if len(results) == 2:
+    if "sidecar" in results and "raw" in results:
         print(f"sidecar / raw pass-through: {results['sidecar'] / results['raw']:.2f}x the instructions")
 
 
