@@ -207,3 +207,14 @@ def test_serve_runs_the_control_plane(tmp_path: Path) -> None:
 def test_serve_refuses_a_bad_port() -> None:
     result = runner.invoke(app, ["serve", "--port", "70000"])
     assert result.exit_code == 1 and "port" in result.stderr
+
+
+def test_serve_refuses_a_bad_trace_sample_ratio(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    result = runner.invoke(app, ["serve", "--data-dir", str(data), "--trace-sample-ratio", "2"])
+    assert result.exit_code == 1 and "trace_sample_ratio: must be a number in [0, 1]" in result.stderr
+    result = runner.invoke(
+        app, ["serve", "--data-dir", str(data)], env={"MESHKIT_TRACE_SAMPLE_RATIO": "-0.5"}
+    )
+    assert result.exit_code == 1 and "trace_sample_ratio" in result.stderr
+    assert not data.exists()  # refused before the data directory was made

@@ -13,7 +13,7 @@ import uvicorn
 
 from meshkit.plane.api import create_app
 from meshkit.plane.plane import ControlPlane
-from meshkit.plane.serve import banner, install_log_redaction, with_demo
+from meshkit.plane.serve import banner, install_log_redaction, sample_ratio_from_env, with_demo
 from tests.support.servers import free_port
 
 TOKEN = "serve-test-admin-token-0123456789"
@@ -29,6 +29,35 @@ def test_banner_says_where_the_token_is_never_what(tmp_path: Path) -> None:
     assert "MESHKIT_ADMIN_TOKEN" in banner(env, "127.0.0.1", 1, demo=False) and TOKEN not in banner(
         env, "h", 1, False
     )
+
+
+def test_banner_says_at_what_ratio_call_is_traced() -> None:
+    every = ControlPlane(admin_token=TOKEN, health_checks=False)
+    assert "/call traced at 100%" in banner(every, "127.0.0.1", 1, demo=False)
+    some = ControlPlane(admin_token=TOKEN, health_checks=False, trace_sample_ratio=0.25)
+    assert some.tracer.sample_ratio == 0.25
+    assert "/call traced at 25%" in banner(some, "127.0.0.1", 1, demo=False)
+
+
+@pytest.mark.parametrize("ratio", [-0.1, 1.5, float("nan"), True, "0.5", None])
+def test_a_bad_trace_sample_ratio_is_refused_before_anything_is_written(
+    tmp_path: Path, ratio: object
+) -> None:
+    with pytest.raises(ValueError, match=r"^trace_sample_ratio: must be a number in \[0, 1\]"):
+        ControlPlane(data_dir=tmp_path / "data", health_checks=False, trace_sample_ratio=ratio)  # type: ignore[arg-type]
+    assert not (tmp_path / "data").exists()
+
+
+def test_the_sample_ratio_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MESHKIT_TRACE_SAMPLE_RATIO", raising=False)
+    assert sample_ratio_from_env() == 1.0
+    for raw, ratio in (("0.1", 0.1), (" 0 ", 0.0), ("1", 1.0), ("", 1.0)):
+        monkeypatch.setenv("MESHKIT_TRACE_SAMPLE_RATIO", raw)
+        assert sample_ratio_from_env() == ratio
+    for raw in ("abc", "1.01", "-1", "nan", "inf"):
+        monkeypatch.setenv("MESHKIT_TRACE_SAMPLE_RATIO", raw)
+        with pytest.raises(ValueError, match=r"^MESHKIT_TRACE_SAMPLE_RATIO: must be a number in \[0, 1\]"):
+            sample_ratio_from_env()
 
 
 async def test_demo_runs_once_ready_and_is_stopped(monkeypatch: pytest.MonkeyPatch) -> None:

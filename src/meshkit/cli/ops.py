@@ -43,6 +43,13 @@ def serve(
     ] = None,
     public_read: Annotated[bool, typer.Option(help="Serve reads without a token.")] = False,
     demo: Annotated[bool, typer.Option(help="Also run the demo services and traffic.")] = False,
+    trace_sample_ratio: Annotated[
+        float | None,
+        typer.Option(
+            envvar="MESHKIT_TRACE_SAMPLE_RATIO",
+            help="Share of new traces that /call keeps, 0 to 1 (a caller's decision is followed).",
+        ),
+    ] = None,
 ) -> None:
     """Run the control plane (REST API, registry, health checks, traces, dashboard)."""
     serve_module = optional_module("meshkit.plane.serve", "the control plane (meshkit.plane.serve)")
@@ -51,6 +58,7 @@ def serve(
         serve_module.run_serve(
             host=host, port=port, data_dir=directory.expanduser(), registry=registry,
             redis_url=redis_url, public_read=public_read, demo=demo,
+            trace_sample_ratio=1.0 if trace_sample_ratio is None else trace_sample_ratio,
         )  # fmt: skip
     except (ValueError, OSError, RegistryUnavailable) as exc:
         fail(str(exc))

@@ -78,7 +78,11 @@ class ControlPlane:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
+        trace_sample_ratio: float = 1.0,
     ) -> None:
+        ratio = trace_sample_ratio  # checked before anything is opened or started
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"trace_sample_ratio: must be a number in [0, 1], got {ratio!r}")
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.public_read = public_read
         self.max_body_bytes = max_body_bytes
@@ -89,7 +93,10 @@ class ControlPlane:
         self.metrics = MeshMetrics()
         traces = self.data_dir / TRACES_FILE if self.data_dir is not None else None
         self.collector = TraceCollector(SpanStore(traces, clock=clock))
-        self.tracer = Tracer(PLANE_SERVICE_NAME, exporters=[CollectorSpanExporter(self.collector)])
+        # the calls it forwards (/call): new traces kept at this ratio, a caller's decision followed
+        self.tracer = Tracer(
+            PLANE_SERVICE_NAME, sample_ratio=ratio, exporters=[CollectorSpanExporter(self.collector)]
+        )
         self.mesh = ServiceMesh(
             load_balancer_strategy=self.settings.strategy,
             registry=registry,

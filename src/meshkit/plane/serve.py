@@ -4,8 +4,10 @@
 API, /docs, /dashboard, /metrics, and where the admin token can be read, never the token
 itself), and serves until interrupted. Every log handler gets `RedactTokensFilter`, so a
 token that reaches a log line (an access log, a traceback) is masked. With `demo`, once the
-API answers, `meshkit.demo.run_demo` runs beside it. `python -m meshkit.plane.serve --port N
---data-dir D` runs the same without the CLI.
+API answers, `meshkit.demo.run_demo` runs beside it. `trace_sample_ratio` (the
+`--trace-sample-ratio` option, or `MESHKIT_TRACE_SAMPLE_RATIO`) is the share of new traces
+the calls the plane forwards keep (default 1: every one). `python -m meshkit.plane.serve
+--port N --data-dir D` runs the same without the CLI.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -35,12 +38,27 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 DEFAULT_DATA_DIR = Path.home() / ".meshkit"
 HEALTH_PATH = f"{V2_PREFIX}/health"
+SAMPLE_RATIO_ENV = "MESHKIT_TRACE_SAMPLE_RATIO"
 
 
 def _url(host: str, port: int) -> str:
     shown = "127.0.0.1" if host in ("0.0.0.0", "") else f"[{host}]" if ":" in host and host != "::" else host
     shown = "[::1]" if host == "::" else shown
     return f"http://{shown}:{port}"
+
+
+def sample_ratio_from_env() -> float:
+    """`MESHKIT_TRACE_SAMPLE_RATIO` as a number (1.0 when unset); ValueError naming it otherwise."""
+    raw = os.environ.get(SAMPLE_RATIO_ENV, "").strip()
+    if not raw:
+        return 1.0
+    try:
+        ratio = float(raw)
+    except ValueError:
+        ratio = math.nan
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"{SAMPLE_RATIO_ENV}: must be a number in [0, 1], got {raw[:40]!r}")
+    return ratio
 
 
 def banner(plane: ControlPlane, host: str, port: int, demo: bool) -> str:
@@ -52,7 +70,7 @@ def banner(plane: ControlPlane, host: str, port: int, demo: bool) -> str:
         f"  OpenAPI    {base}/docs",
         f"  dashboard  {base}/dashboard",
         f"  metrics    {base}/metrics",
-        f"  traces     {base}/v1/traces (OTLP/HTTP)",
+        f"  traces     {base}/v1/traces (OTLP/HTTP); /call traced at {plane.tracer.sample_ratio:.0%}",
         f"  registry   {plane.registry_description}",
         f"  admin token: read it from {source}",
     ]
@@ -158,10 +176,13 @@ def run_serve(
     redis_url: str | None = None,
     public_read: bool = False,
     demo: bool = False,
+    trace_sample_ratio: float | None = None,
 ) -> None:
     """Serve the control plane until interrupted (blocking). See the module docstring."""
     if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
         raise ValueError(f"port: must be an integer in 0-65535, got {port!r}")
+    if trace_sample_ratio is None:
+        trace_sample_ratio = sample_ratio_from_env()
     directory = Path(data_dir).expanduser() if data_dir is not None else DEFAULT_DATA_DIR
     plane = ControlPlane(
         data_dir=directory,
@@ -169,6 +190,7 @@ def run_serve(
         redis_url=redis_url or os.environ.get("MESHKIT_REDIS_URL") or None,
         public_read=public_read,
         admin_token=os.environ.get("MESHKIT_ADMIN_TOKEN") or None,
+        trace_sample_ratio=trace_sample_ratio,
     )
     install_log_redaction(plane)
     asyncio.run(preflight(registry, directory))
@@ -204,11 +226,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redis-url", default=None, help="for the legacy queue (or MESHKIT_REDIS_URL)")
     parser.add_argument("--public-read", action="store_true", help="read-only endpoints without a token")
     parser.add_argument("--demo", action="store_true", help="start sample services once ready")
+    parser.add_argument(
+        "--trace-sample-ratio", type=float, default=None,
+        help=f"share of new traces /call keeps, 0 to 1 (or {SAMPLE_RATIO_ENV}; default 1)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         run_serve(
-            args.host, args.port, args.data_dir, args.registry, args.redis_url, args.public_read, args.demo
-        )
+            args.host, args.port, args.data_dir, args.registry, args.redis_url, args.public_read, args.demo,
+            args.trace_sample_ratio,
+        )  # fmt: skip
     except (ValueError, RegistryUnavailable) as exc:
         parser.exit(2, f"error: {exc}\n")
 

@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Any
 
-from tests.plane.api.conftest import Api
+from tests.plane.api.conftest import Api, StartApi
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -40,6 +40,25 @@ async def test_call_spans_are_collected_and_continue_the_callers_trace(api: Api,
     assert code == 200 and trace["trace_id"] == CALLER_TRACE
     names = str(trace)
     assert "call traced" in names and "attempt traced" in names
+
+
+async def test_trace_sample_ratio_zero_keeps_no_new_trace_but_follows_a_sampled_caller(
+    start_api: StartApi, upstreams
+) -> None:
+    api = await start_api(trace_sample_ratio=0.0)
+    up = await upstreams("t")
+    await api.register("quiet", up.port)
+    for _ in range(5):  # new traces: none kept at ratio 0
+        code, result = await api.request("POST", "/call", json={"service_name": "quiet"})
+        assert code == 200 and len(result["trace_id"]) == 32  # the call still has its trace id
+    traceparent = f"00-{CALLER_TRACE}-00f067aa0ba902b7-01"  # a sampled caller: its decision is followed
+    code, result = await api.request(
+        "POST", "/call", json={"service_name": "quiet"}, headers={"traceparent": traceparent}
+    )
+    assert code == 200 and result["trace_id"] == CALLER_TRACE
+    found = await _wait_for_traces(api, service_name="meshkit-plane")
+    assert [t["trace_id"] for t in found] == [CALLER_TRACE]
+    assert found[0]["span_count"] == 2  # the call span and its attempt
 
 
 async def test_otlp_json_ingest_search_and_dependencies(api: Api) -> None:
