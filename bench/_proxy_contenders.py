@@ -256,13 +256,13 @@ def call_body(got: Any) -> bytes:
 class ControlPlane:
     """`python -m meshkit.plane.serve` on a free port with a fresh data dir and admin token."""
 
-    def __init__(self) -> None:
+    def __init__(self, *options: str) -> None:
         self.token = secrets.token_urlsafe(32)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data_dir = Path(tempfile.mkdtemp(prefix="meshkit-bench-plane-"))
         env = dict(os.environ, MESHKIT_ADMIN_TOKEN=self.token)
-        argv = [sys.executable, "-m", "meshkit.plane.serve", "--port", str(self.port)]
+        argv = [sys.executable, "-m", "meshkit.plane.serve", "--port", str(self.port), *options]
         self.process = BackgroundProcess(
             "control-plane", [*argv, "--data-dir", str(self.data_dir)], self.port, env=env
         )
@@ -330,15 +330,25 @@ class MeshkitProxyContender(ProxyContender):
 
 
 class MeshkitCallContender(ProxyContender):
-    """The control plane's `POST /call` on the proxy core, loaded by a wrk Lua script."""
+    """The control plane's `POST /call` on the proxy core, loaded by a wrk Lua script.
 
-    def __init__(self, upstream: LocalNginx) -> None:
-        super().__init__("meshkit /call", "control plane POST /call (JSON in and out)", upstream.body)
+    With `sample_ratio`, the plane runs with `--trace-sample-ratio` (default: every call
+    traced into its collector, as `meshkit serve` does)."""
+
+    def __init__(self, upstream: LocalNginx, sample_ratio: float | None = None) -> None:
+        name, note = "meshkit /call", "control plane POST /call (JSON in and out)"
+        if sample_ratio is not None:
+            name, note = (
+                f"meshkit /call ({sample_ratio:.0%} traced)",
+                f"{note}, --trace-sample-ratio {sample_ratio:g}",
+            )
+        super().__init__(name, note, upstream.body)
         self.upstream = upstream.addresses[0]
         self.call = {"service_name": SERVICE, "method": "GET", "path": "/"}
+        self.options = () if sample_ratio is None else ("--trace-sample-ratio", f"{sample_ratio:g}")
 
     def start(self, cpus: set[int] | None) -> None:
-        plane = ControlPlane()
+        plane = ControlPlane(*self.options)
         self.processes.append(plane)
         plane.start(cpus, self.upstream)
         self.url = f"{plane.url}{V2}/call"

@@ -12,7 +12,9 @@ Every contender is a server process in front of the same upstream, an nginx answ
 - meshkit proxy, meshkit proxy (h1): `meshkit proxy` (the sidecar) with its default engine
   and with `--engine h1` (httptools server and client), discovering the upstream as service
   `bench` through a control plane (`GET /bench/`);
-- meshkit /call: the control plane's `POST /api/v1/mesh/v2/call` (JSON in, JSON out);
+- meshkit /call: the control plane's `POST /api/v1/mesh/v2/call` (JSON in, JSON out), every
+  call traced into the plane's collector (the default); "meshkit /call (0% traced)" the same
+  with `--trace-sample-ratio 0`: what storing the calls' spans costs;
 - uvicorn floor: /call's request answered by a bare ASGI app on uvicorn with the plane's
   settings, from memory, no proxying (`_uvicorn_floor.py`): the most `/call` could reach
   while it runs on uvicorn.
@@ -105,6 +107,7 @@ def build_contenders(
         MeshkitProxyContender(upstream, plane_cpus=load),
         MeshkitProxyContender(upstream, plane_cpus=load, engine="h1"),
         MeshkitCallContender(upstream),
+        MeshkitCallContender(upstream, sample_ratio=0.0),
         UvicornFloorContender(upstream),
     ]
     return [c for c in every if c.name not in skip]
