@@ -5,11 +5,14 @@ Collector's sizing guide says about 12,000 per core); search p99 <= 100 ms over 
 spans. Baselines measured in the same run:
 - ingest: protobuf decode alone (`ParseFromString`, the floor any OTLP receiver pays) and a
   raw `executemany` of the same rows into the same indexed table (the floor SQLite sets);
-- search: the naive query (GROUP BY trace over every matching span, no index plan).
+- search: the naive query (GROUP BY trace over every matching span, no index plan);
+- in-process export (the plane's own `/call` spans, `CollectorSpanExporter`): meshkit client
+  spans turned into stored records from their fields, against the same spans read through
+  the SDK's `ReadableSpan` properties (`_readable_record`, what any other span takes).
 Ingest runs on one thread with a file store (WAL) in a temporary directory; CPU seconds
 per span are printed too, as they move less than wall time on a shared machine.
 
-Run: .venv/bin/python bench/bench_collector.py [--spans 1000000] [--queries 300]
+Run: .venv/bin/python bench/bench_collector.py [--spans 1000000] [--queries 300] [--export-calls N]
 """
 
 from __future__ import annotations
@@ -166,6 +169,59 @@ def bench_ingest(n_spans: int, tmp: Path) -> None:
     )
 
 
+def client_spans(calls: int) -> list[Any]:
+    """The spans `calls` traced client calls make (a call and an attempt span each), kept."""
+    from meshkit import Request, Response
+    from meshkit.client import MeshClient
+    from meshkit.observe.tracing import Tracer
+    from meshkit.transport.mock import MockTransport
+
+    kept: list[Any] = []
+
+    class Keep:  # a span processor that only keeps what ends
+        def on_start(self, span: object, parent_context: object = None) -> None:
+            pass
+
+        def on_end(self, span: Any) -> None:
+            kept.append(span)
+
+        def shutdown(self) -> None:
+            pass
+
+        def force_flush(self, timeout_millis: int = 30_000) -> bool:
+            return True
+
+    tracer = Tracer("meshkit-plane", processors=[Keep()])  # type: ignore[list-item]
+    client = MeshClient.static(
+        {"bench": [("127.0.0.1", 9)]}, tracer=tracer, transport=MockTransport(lambda r: Response(200))
+    )
+
+    async def run() -> None:
+        for _ in range(calls):
+            await client.call(Request("GET", "/orders/42", service="bench"))
+        await client.aclose()
+
+    asyncio.run(run())
+    return kept
+
+
+def bench_export(calls: int) -> None:
+    from meshkit.plane.collector.exporter import _readable_record, span_record
+
+    spans = client_spans(calls)
+    print(f"\n== in-process export: {len(spans)} meshkit client spans ({calls} calls) into stored records")
+    results = {}
+    for name, convert in (("via ReadableSpan properties (baseline)", _readable_record),
+                          ("CollectorSpanExporter's span_record", span_record)):  # fmt: skip
+        for _ in range(2):  # warm-up
+            [convert(s) for s in spans]
+        rounds = [timed(lambda c=convert: [c(s) for s in spans]) for _ in range(5)]  # type: ignore[misc]
+        results[name] = min(cpu for _, cpu in rounds) / len(spans) * 1e6
+        print(f"{name:46} {results[name]:6.2f} cpu us/span (best of 5)")
+    base, fast = results.values()
+    print(f"span_record: x{base / fast:.2f} the baseline's speed")
+
+
 def fill(path: Path, n_spans: int, rng: random.Random, now: float) -> None:
     """Bulk-load n spans (10-span traces over the last 24 h, oldest first) into a store file.
 
@@ -298,7 +354,10 @@ def main() -> None:
     parser.add_argument("--ingest-spans", type=int, default=102_400)
     parser.add_argument("--spans", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=330)
+    parser.add_argument("--export-calls", type=int, default=2048, help="calls whose spans are converted")
     args = parser.parse_args()
+    if args.export_calls:
+        bench_export(args.export_calls)
     with tempfile.TemporaryDirectory(prefix="meshkit-bench-collector-") as tmp:
         if args.ingest_spans:
             bench_ingest(args.ingest_spans, Path(tmp))
