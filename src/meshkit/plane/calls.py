@@ -100,6 +100,8 @@ def outgoing_headers(
     """The headers to forward: the body's, filtered; plus the HTTP request's trace context when the
     body carries none, so a caller's trace continues either way (the attempt layer rewrites them)."""
     if not body_headers:  # the usual /call: nothing to validate, the trace context from the request
+        if not request_headers:  # the fast lane's trace headers, when the caller sent none
+            return {}
         found = ((name, request_headers.get(name)) for name in TRACE_HEADERS)
         return {name: value for name, value in found if value is not None and len(value) <= 512}
     kept: CIMultiDict[str] = forwardable_headers(body_headers, mesh_token=caller_token)
@@ -122,13 +124,22 @@ def text(value: str) -> str:
         value.encode("utf-8")
         return value
     except UnicodeEncodeError:
+        pass
+    try:  # the bytes the transport could not decode, escaped as U+DC80-U+DCFF
         return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # another lone surrogate (no escaped byte): replaced as well
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def safe_result(result: dict[str, Any]) -> dict[str, Any]:
     """The seed's call result with header names and values made JSON-safe."""
     headers = result.get("headers") or {}
-    result["headers"] = {text(k): text(v) for k, v in headers.items()}
+    try:  # every name and value at once: UTF-8 refuses a lone surrogate wherever it is
+        "".join(headers).encode("utf-8")
+        "".join(headers.values()).encode("utf-8")
+        result["headers"] = dict(headers)
+    except UnicodeEncodeError:
+        result["headers"] = {text(k): text(v) for k, v in headers.items()}
     body = result.get("body")
     if isinstance(body, str):
         result["body"] = text(body)

@@ -18,11 +18,12 @@ import pytest
 from aiohttp import web
 
 from meshkit.errors import ConnectError, ConnectionReset
-from meshkit.plane.calls import guarded_transport, refuse_unsafe_ip
+from meshkit.plane.calls import guarded_transport, refuse_unsafe_ip, safe_result, text
 from meshkit.plane.ssrf import UnsafeConnect, is_unsafe_connect
 from meshkit.types import Request, ServiceInstance
 from tests.conftest import StartUpstream
-from tests.plane.api.conftest import StartApi
+from tests.plane.api.conftest import Api, StartApi
+from tests.transport.scripted import answer_each, scripted
 
 Resolver = Callable[..., Any]
 
@@ -140,3 +141,32 @@ async def test_call_to_a_name_rebinding_to_metadata_is_403(
     code, body = await api.request("POST", "/call", json={"service_name": "rb", "retry_count": 0})
     assert code == 403 and "refused" in body["detail"], body
     assert up.hits == 0
+
+
+async def test_answer_header_bytes_that_are_not_utf8_come_back_replaced_in_the_json(api: Api) -> None:
+    reply = b"HTTP/1.1 200 OK\r\nX-Raw: caf\xe9\r\nX-Utf8: caf\xc3\xa9\r\nContent-Length: 2\r\n\r\nok"
+    async with scripted(answer_each(reply)) as upstream:
+        await api.register("raw", upstream.port)
+        code, result = await api.request("POST", "/call", json={"service_name": "raw"})
+    assert code == 200 and result["status_code"] == 200, result
+    headers = {k.lower(): v for k, v in result["headers"].items()}
+    assert (headers["x-raw"], headers["x-utf8"]) == ("caf\ufffd", "café")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"A": "1", "B": "café"},
+        {"A": "caf\udce9"},  # a value the transport decoded with surrogateescape
+        {"X-\udcff": "v", "B": "ok"},  # a name
+        {"A": "\ud83d", "B": "\ude00"},  # two halves of a pair, apart: each stays a lone surrogate
+        {"A": "ok", "B": "x\udc80y", "C": "\udcff"},
+    ],
+)
+def test_safe_result_makes_every_name_and_value_json_safe_as_text_does(headers: dict[str, str]) -> None:
+    result = safe_result({"headers": dict(headers), "body": "b\udce9"})
+    assert result["headers"] == {text(k): text(v) for k, v in headers.items()}
+    assert result["body"] == "b\ufffd"
+    for name, value in result["headers"].items():
+        (name + value).encode("utf-8")  # what orjson will write
