@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from opentelemetry import baggage, trace
 from opentelemetry.context import Context, attach, detach
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, TraceState
@@ -242,6 +242,41 @@ def test_fuzzed_header_beside_a_valid_traceparent_keeps_the_original(name: str, 
 @given(values=st.dictionaries(st.sampled_from(HEADER_NAMES), GARBAGE, max_size=len(HEADER_NAMES)))
 def test_fuzzed_header_sets_never_raise(values: dict[str, str]) -> None:
     MeshPropagator().extract(CIMultiDict(values))
+
+
+VALID_VALUES = {  # a value each field would accept, so that whole formats appear in the examples
+    "traceparent": f"00-{TID}-{SID}-01",
+    "tracestate": "k=v",
+    "b3": f"{TID}-{SID}-1",
+    "X-B3-TraceId": TID,
+    "X-B3-SpanId": SID,
+    "X-B3-Sampled": "1",
+    "X-Trace-Id": TID,
+    "X-Span-Id": SID,
+    "X-Trace-Flags": "01",
+}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    names=st.lists(st.sampled_from([*HEADER_NAMES, "Host", "Accept"]), unique=True, max_size=6),
+    upper=st.lists(st.booleans(), min_size=6, max_size=6),
+    garbage=st.lists(GARBAGE, min_size=6, max_size=6),
+)
+def test_a_multidict_without_any_format_s_anchor_field_reads_as_the_full_lookups_do(
+    names: list[str], upper: list[bool], garbage: list[str]
+) -> None:
+    """The early return for a multidict with no anchor field (traceparent, b3, X-B3-TraceId,
+    X-Trace-Id) gives what the lookups give on the same fields behind a proxy (no early return)."""
+    pairs = [
+        (n.upper() if up else n, VALID_VALUES.get(n, g))
+        for n, up, g in zip(names, upper, garbage, strict=False)
+    ]
+    propagator = MeshPropagator()
+    headers = CIMultiDict(pairs)
+    assert propagator.extract_with_format(headers) == propagator.extract_with_format(
+        CIMultiDictProxy(headers)
+    )
 
 
 def test_default_writes_w3c_only_and_reads_every_format() -> None:

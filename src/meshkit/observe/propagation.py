@@ -136,6 +136,9 @@ class HeadersSetter(Setter[Any]):
 
 
 HEADERS_GETTER = HeadersGetter()
+# The one field each format cannot do without: when a multidict of headers has none of
+# them, no format can be extracted, and one C-level check says so for the four lookups.
+_ANCHORS = frozenset(istr(name) for name in (TRACEPARENT, B3_SINGLE, B3_TRACE_ID, SEED_TRACE_ID))
 HEADERS_SETTER = HeadersSetter()
 
 
@@ -241,6 +244,12 @@ class MeshPropagator(TextMapPropagator):
         self, carrier: Any, getter: Getter[Any] = HEADERS_GETTER
     ) -> tuple[SpanContext | None, str | None]:
         """The caller's span context and the format (a name in `FORMATS`) it came in, or (None, None)."""
+        if (
+            getter is HEADERS_GETTER
+            and carrier.__class__ is CIMultiDict
+            and carrier.keys().isdisjoint(_ANCHORS)
+        ):
+            return None, None  # the usual untraced request: no format's anchor field present
         value = _first(getter, carrier, TRACEPARENT)
         if value is not None:
             found = parse_traceparent(value, _first(getter, carrier, TRACESTATE, MAX_TRACESTATE))
