@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from collections.abc import Awaitable, Callable
 from typing import cast
 
 import httptools
 import uvloop
+
+from _rawproxy import serve_until_signalled
 
 Fields = list[tuple[bytes, bytes]]
 _HOP_BY_HOP = frozenset(
@@ -170,13 +171,10 @@ async def serve(port: int, upstream: tuple[str, int], layers: int) -> None:
     stack: Service = Transport(*upstream)
     for _ in range(layers):
         stack = Layer(stack)
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: CallerConnection(stack), "127.0.0.1", port)
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with server:
-        await stop.wait()
+    server = await asyncio.get_running_loop().create_server(
+        lambda: CallerConnection(stack), "127.0.0.1", port
+    )
+    await serve_until_signalled(server)
 
 
 def main() -> None:

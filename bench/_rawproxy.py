@@ -156,9 +156,14 @@ async def serve(port: int, upstream: tuple[str, int]) -> None:
     server = await loop.create_server(
         lambda: ClientConnection(upstream, pool), "127.0.0.1", port, backlog=1024
     )
+    await serve_until_signalled(server)
+
+
+async def serve_until_signalled(server: asyncio.AbstractServer) -> None:
+    """Serve until SIGINT or SIGTERM (how bench_proxy.py and callgrind_sidecar.py stop a proxy)."""
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     async with server:
         await stop.wait()
 
