@@ -20,6 +20,8 @@ from typing import Any
 import orjson
 import uvicorn
 
+from meshkit.plane.serve import UVICORN_OPTIONS
+
 Message = MutableMapping[str, Any]
 _HEAD = {
     "type": "http.response.start",
@@ -68,17 +70,7 @@ def main() -> None:
     args = parser.parse_args()
     with urllib.request.urlopen(args.body_from, timeout=10) as answer:
         body = answer.read().decode()
-    uvicorn.run(  # the settings of meshkit.plane.serve
-        floor_app(body),
-        host="127.0.0.1",
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        workers=1,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-    )
+    uvicorn.run(floor_app(body), host="127.0.0.1", port=args.port, **UVICORN_OPTIONS)
 
 
 if __name__ == "__main__":

@@ -60,11 +60,12 @@ async def _count(upstream_port: int, calls: int, ratio: float) -> collections.Co
 
     from meshkit.plane.api import create_app
     from meshkit.plane.plane import ControlPlane
+    from meshkit.plane.serve import UVICORN_OPTIONS
 
     plane = ControlPlane(admin_token=TOKEN, health_checks=False, trace_sample_ratio=ratio)
     port = free_port()
-    config = uvicorn.Config(create_app(plane), host="127.0.0.1", port=port, loop="none", http="httptools",
-                            log_config=None, access_log=False, server_header=False, lifespan="on")  # fmt: skip
+    options = {**UVICORN_OPTIONS, "loop": "none", "lifespan": "on"}  # the plane's, on this loop
+    config = uvicorn.Config(create_app(plane), host="127.0.0.1", port=port, **options)
     server = uvicorn.Server(config)
     serving = asyncio.ensure_future(server.serve())
     while not server.started:  # noqa: ASYNC110  (uvicorn has a flag for this, no event)

@@ -39,6 +39,15 @@ DEFAULT_PORT = 8080
 DEFAULT_DATA_DIR = Path.home() / ".meshkit"
 HEALTH_PATH = f"{V2_PREFIX}/health"
 SAMPLE_RATIO_ENV = "MESHKIT_TRACE_SAMPLE_RATIO"
+# How uvicorn serves the plane (bench/_uvicorn_floor.py serves its floor the same way).
+UVICORN_OPTIONS: dict[str, Any] = {
+    "loop": "uvloop",
+    "http": "httptools",
+    "workers": 1,
+    "log_config": None,  # the plane's own handler (install_log_redaction)
+    "access_log": False,
+    "server_header": False,
+}
 
 
 def _url(host: str, port: int) -> str:
@@ -199,18 +208,7 @@ def run_serve(
     if demo:
         with_demo(app, plane, _url(host, port))
     print(banner(plane, host, port, demo), flush=True)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        workers=1,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-    )
-    uvicorn.Server(config).run()
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, **UVICORN_OPTIONS)).run()
 
 
 def main(argv: list[str] | None = None) -> None:
