@@ -1,16 +1,16 @@
 """Batched span export off the data path, for a fraction of the SDK batch processor's cost per span.
 
 A finished span is appended to a bounded deque on the thread that ended it (the event
-loop's, for the client's spans): `on_end` is one length check and one `deque.append`,
-no lock, no logging, no process-id check, and a meshkit `ClientSpan` appends itself (the
+loop's, for the client's spans): `on_end` is one length check and one `deque.append`, no
+lock, no logging, no process-id check, and a meshkit `ClientSpan` appends itself (the
 processor is its sink's `SpanLane`): no call at all until the queue holds a batch, then
 `overflow()` drops what is beyond capacity and wakes the worker. A worker thread takes the
 queued spans in batches of `max_export_batch_size` and calls the exporter, woken when a
-batch is full or every `schedule_delay_millis`. When the queue holds `max_queue_size` spans, a new span is
-dropped and counted (`dropped`; the worker logs the count, never the data path), so a
-slow exporter costs spans, never memory or latency. `deque.append` and `popleft` are
-atomic under the GIL, so spans ended on several threads are all queued; exports never
-overlap (one lock), as the OpenTelemetry spec asks of an exporter's caller.
+batch is full or every `schedule_delay_millis`. When the queue holds `max_queue_size`
+spans, a new span is dropped and counted (`dropped`; the worker logs the count, never the
+data path), so a slow exporter costs spans, never memory or latency. `deque.append` and
+`popleft` are atomic under the GIL, so spans ended on several threads are all queued;
+exports never overlap (one lock), as the OpenTelemetry spec asks of an exporter's caller.
 
 The semantics are those of the SDK's `BatchSpanProcessor` (OpenTelemetry specification,
 "Batching processor"; the defaults are its: queue 2048, batches of 512, 5 s): `force_flush`

@@ -85,9 +85,8 @@ class H1Transport(Transport):
             remaining = deadline - self._clock.monotonic()
             if remaining <= 0:
                 raise RequestTimeout("deadline passed before the attempt started", instance.id)
-            deadline_ms = int(
-                remaining * 1000
-            )  # written into the head: the caller's headers stay as they are
+            # written into the head: the caller's headers stay as they are
+            deadline_ms = int(remaining * 1000)
         endpoint = instance.endpoint
         body = request.body
         data = encode_request(request.method, request.path, endpoint, request.headers, body, deadline_ms)
