@@ -136,10 +136,10 @@ class HeadersSetter(Setter[Any]):
 
 
 HEADERS_GETTER = HeadersGetter()
+HEADERS_SETTER = HeadersSetter()
 # The one field each format cannot do without: when a multidict of headers has none of
 # them, no format can be extracted, and one C-level check says so for the four lookups.
 _ANCHORS = frozenset(istr(name) for name in (TRACEPARENT, B3_SINGLE, B3_TRACE_ID, SEED_TRACE_ID))
-HEADERS_SETTER = HeadersSetter()
 
 
 def _first(getter: Getter[Any], carrier: Any, key: str, cap: int = MAX_TRACE_HEADER) -> str | None:
